@@ -1,0 +1,74 @@
+"""Closed-form sampled distance (CSD) and the serving-side scores derived from it.
+
+With unit means, -CSD(p, q) = 2<mu_p, mu_q> - 2 - c_p - c_q where c = sum_k exp(logvar_k), so
+scoring many cells against one query is one matrix-vector product plus per-cell scalars.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def variance_sum(logvar: Tensor) -> Tensor:
+    """c = sum_k sigma_k^2 = sum_k exp(logvar_k), per row."""
+    return logvar.exp().sum(dim=-1)
+
+
+def uncertainty(logvar: Tensor) -> Tensor:
+    """||sigma||_1 = sum_k exp(logvar_k / 2), per row (the reference's map uncertainty)."""
+    return (0.5 * logvar).exp().sum(dim=-1)
+
+
+def csd_matrix(mu1: Tensor, logvar1: Tensor, mu2: Tensor, logvar2: Tensor) -> Tensor:
+    """Training-form CSD between every row of set 1 and set 2: ||mu1-mu2||^2 + c1 + c2."""
+    mu_pdist = (mu1.unsqueeze(1) - mu2.unsqueeze(0)).pow(2).sum(-1)
+    sigma_pdist = variance_sum(logvar1).unsqueeze(1) + variance_sum(logvar2).unsqueeze(0)
+    return mu_pdist + sigma_pdist
+
+
+def neg_csd_matrix(mu1: Tensor, logvar1: Tensor, mu2: Tensor, logvar2: Tensor) -> Tensor:
+    """Evaluation-form score -CSD = -(2 - 2 mu1.mu2 + c1 + c2), in float64 as the reference."""
+    mu1, mu2 = mu1.double(), mu2.double()
+    csd = 2.0 - 2.0 * (mu1 @ mu2.T)
+    csd = csd + variance_sum(logvar1.double())[:, None] + variance_sum(logvar2.double())[None, :]
+    return -csd
+
+
+def score_cells(
+    mu_cells: np.ndarray, c_cells: np.ndarray, mu_query: np.ndarray, c_query: float
+) -> np.ndarray:
+    """-CSD of N cells against one query: one float32 matvec plus per-cell scalars.
+
+    `mu_cells` (N, D) unit means, `c_cells` (N,) variance sums, `mu_query` (D,), `c_query` scalar.
+    """
+    mu_cells = np.asarray(mu_cells, dtype=np.float32)
+    dots = mu_cells @ np.asarray(mu_query, dtype=np.float32)
+    return 2.0 * dots - np.float32(2.0 + c_query) - np.asarray(c_cells, dtype=np.float32)
+
+
+def augment_cells(mu_cells: np.ndarray, c_cells: np.ndarray) -> np.ndarray:
+    """Gallery vectors [mu, -c/2] whose inner product with [mu_q, 1] ranks cells exactly by -CSD."""
+    mu_cells = np.asarray(mu_cells, dtype=np.float32)
+    c = np.asarray(c_cells, dtype=np.float32).reshape(-1, 1)
+    return np.ascontiguousarray(np.concatenate([mu_cells, -0.5 * c], axis=1))
+
+
+def augment_query(mu_query: np.ndarray) -> np.ndarray:
+    """Query vector [mu_q, 1] matching `augment_cells`."""
+    mu_query = np.asarray(mu_query, dtype=np.float32).reshape(-1)
+    return np.concatenate([mu_query, np.ones(1, dtype=np.float32)])
+
+
+def score_from_inner_product(inner: np.ndarray, c_query: float) -> np.ndarray:
+    """Turn <[mu, -c/2], [mu_q, 1]> back into -CSD."""
+    return 2.0 * np.asarray(inner, dtype=np.float32) - np.float32(2.0 + c_query)
+
+
+def match_probability(score: Tensor | np.ndarray, negative_scale: float, shift: float):
+    """sigmoid(-a * CSD + b) with score = -CSD: the learned PCME++ match probability."""
+    if isinstance(score, Tensor):
+        return torch.sigmoid(negative_scale * score + shift)
+    z = negative_scale * np.asarray(score, dtype=np.float64) + shift
+    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)

@@ -1,0 +1,64 @@
+"""A frozen sentence-transformers text encoder followed by a trainable projection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from model.config import TextTowerConfig
+from model.towers.resolve import resolve_pretrained
+
+
+class ClapStyleProjection(nn.Module):
+    """Linear -> ReLU -> Linear, like CLAP's text_projection."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(in_dim, out_dim)
+        self.activation = nn.ReLU()
+        self.linear2 = nn.Linear(out_dim, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Project x."""
+        return self.linear2(self.activation(self.linear1(x)))
+
+
+class SentenceTextTower(nn.Module):
+    """Text -> frozen sentence embedding -> projection.
+
+    The sentence model's weights are not part of this module's state dict: they come from the
+    installed package or directory named in the config, which keeps our checkpoints small.
+    """
+
+    def __init__(self, cfg: TextTowerConfig, load_weights: bool = True) -> None:
+        super().__init__()
+        from sentence_transformers import SentenceTransformer
+
+        if not cfg.pretrained:
+            raise ValueError("a sentence_transformers text tower needs `pretrained` (a model directory)")
+        self.cfg = cfg
+        encoder = SentenceTransformer(resolve_pretrained(cfg.pretrained), device="cpu", local_files_only=True)
+        encoder.eval()
+        for p in encoder.parameters():
+            p.requires_grad_(False)
+        # Held in a tuple so nn.Module does not register (and checkpoint) the frozen weights.
+        self._encoder = (encoder,)
+        self.sentence_dim = int(encoder.get_sentence_embedding_dimension())
+        self.projection = ClapStyleProjection(self.sentence_dim, cfg.projection_dim)
+
+    @property
+    def encoder(self):
+        """The frozen sentence-transformers model."""
+        return self._encoder[0]
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        """Sentence embeddings are the 'tokens': the encoder is frozen, so this is done once per text."""
+        with torch.no_grad():
+            emb = self.encoder.encode(list(texts), convert_to_tensor=True, device="cpu", batch_size=64)
+        return {"sentence_embedding": emb.float()}
+
+    def forward(self, sentence_embedding: Tensor) -> Tensor:
+        """(B, projection_dim) from precomputed sentence embeddings."""
+        return self.projection(sentence_embedding)
