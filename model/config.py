@@ -75,7 +75,7 @@ class AudioTowerConfig(_Strict):
     clap_audio: dict[str, Any] = Field(default_factory=dict)
     projection_dim: int = 512
     sample_rate: int = 48000
-    max_seconds: float = 10.0
+    max_seconds: int = Field(10, gt=0)
     feature: dict[str, Any] = Field(default_factory=dict)
     fusion_seed: int = 56
 
