@@ -105,7 +105,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", verify
                 f"checkpoint {str(path)!r} is corrupted: content hash {actual} != recorded {meta.get('model_id')}"
             )
     model = PSM(config)
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # size mismatches
+        raise CheckpointError(f"checkpoint {str(path)!r} does not fit config {config.name!r}: {exc}") from exc
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit config {config.name!r}: missing keys "

@@ -1,0 +1,183 @@
+"""The dataset protocol the trainer and evaluator read, batching, and a synthetic dataset.
+
+A dataset yields `Sample`s: the satellite footprint image at a requested PSM zoom level, an
+audio clip, a caption and metadata — the fields of a GeoSound pair. The demo world (and any real
+dataset) implements the same two methods and registers itself in `DATASETS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model.metadata import MetadataBatch, make_metadata
+from model.transforms import eval_transform, to_tensor, train_transform
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One (image, audio, caption, metadata) tuple."""
+
+    image: np.ndarray  # HWC uint8: the imagery footprint at the requested zoom
+    audio: np.ndarray  # mono or (channels, samples) float waveform
+    sample_rate: int
+    caption: str
+    lat: float
+    lon: float
+    month: int | None  # 1..12, None = unknown
+    hour: int | None  # 0..23, None = unknown (e.g. freesound)
+    asource: int  # audio source index (config.audio_sources)
+    tsource: int  # caption source index (config.caption_sources)
+
+
+@runtime_checkable
+class SoundscapeDataset(Protocol):
+    """What the trainer and evaluator need from a dataset."""
+
+    def __len__(self) -> int:
+        """Number of samples."""
+        ...
+
+    def sample(self, index: int, zoom: int) -> Sample:
+        """Sample `index` with its image at PSM zoom level `zoom` (deterministic)."""
+        ...
+
+
+@dataclass
+class Batch:
+    """Model-ready tensors for a list of samples."""
+
+    images: Tensor
+    zoom: Tensor
+    audio: dict[str, Tensor]
+    text: dict[str, Tensor]
+    metadata: MetadataBatch
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def collate(
+    samples: Sequence[Sample],
+    zooms: Sequence[int],
+    audio_features: Callable[[Sequence[np.ndarray], int], dict[str, Tensor]],
+    tokenize: Callable[[Sequence[str]], dict[str, Tensor]],
+    image_size: int,
+    generator: torch.Generator | None = None,
+) -> Batch:
+    """Stack samples into a Batch; a generator turns on the random training augmentation."""
+    images = []
+    for s in samples:
+        img = to_tensor(s.image)
+        images.append(train_transform(img, image_size, generator) if generator else eval_transform(img, image_size))
+    rates = {s.sample_rate for s in samples}
+    if len(rates) == 1:
+        audio = audio_features([s.audio for s in samples], rates.pop())
+    else:
+        parts = [audio_features([s.audio], s.sample_rate) for s in samples]
+        audio = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def col(name: str) -> np.ndarray:
+        return np.array([np.nan if getattr(s, name) is None else getattr(s, name) for s in samples], dtype=np.float64)
+
+    meta = make_metadata(col("lat"), col("lon"), col("month"), col("hour"), col("asource"), col("tsource"))
+    return Batch(
+        images=torch.stack(images),
+        zoom=torch.as_tensor(list(zooms), dtype=torch.float32),
+        audio=audio,
+        text=tokenize([s.caption for s in samples]),
+        metadata=meta,
+    )
+
+
+class SyntheticDataset:
+    """Random-but-learnable pairs: each of `n_classes` classes has its own image texture, tone,
+    caption words and home region, so a model can learn the cross-modal matching quickly.
+
+    Used for tests and smoke runs of the trainer; deterministic in (seed, split, index).
+    """
+
+    CLASS_WORDS = (
+        "birds", "traffic", "waves", "insects", "rain", "crowd", "wind", "bells",
+        "frogs", "machines", "dogs", "sirens",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 512,
+        n_classes: int = 8,
+        image_px: int = 32,
+        sample_rate: int = 16000,
+        seconds: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if not 2 <= n_classes <= len(self.CLASS_WORDS):
+            raise ValueError(f"n_classes must be in 2..{len(self.CLASS_WORDS)}")
+        self.split, self.size, self.n_classes = split, size, n_classes
+        self.image_px, self.sample_rate, self.seconds, self.seed = image_px, sample_rate, seconds, seed
+        base = np.random.default_rng(seed)
+        self.colors = base.uniform(0.1, 0.9, size=(n_classes, 3))
+        self.freqs = base.uniform(200.0, 3000.0, size=n_classes)
+        self.centres = np.stack([base.uniform(-60, 60, n_classes), base.uniform(-170, 170, n_classes)], 1)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def label(self, index: int) -> int:
+        """Class of sample `index`."""
+        return int(self._rng(index).integers(self.n_classes))
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, SPLITS.index(self.split), index])
+
+    def sample(self, index: int, zoom: int) -> Sample:
+        """Deterministic sample; the zoom changes the texture scale of the image."""
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        rng = self._rng(index)
+        k = int(rng.integers(self.n_classes))
+        px = self.image_px
+        yy, xx = np.mgrid[0:px, 0:px] / px
+        stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (k + 1) * (xx * np.cos(k) + yy * np.sin(k)) * (6 / zoom))
+        img = self.colors[k][None, None, :] * (0.6 + 0.4 * stripes[..., None])
+        img = img + rng.normal(0, 0.05, size=img.shape)
+        n = int(self.sample_rate * self.seconds)
+        t = np.arange(n) / self.sample_rate
+        f = self.freqs[k] * rng.uniform(0.95, 1.05)
+        audio = 0.5 * np.sin(2 * np.pi * f * t) + rng.normal(0, 0.05, n)
+        lat, lon = self.centres[k] + rng.normal(0, 5, 2)
+        month = int(rng.integers(1, 13))
+        hour = None if rng.random() < 0.1 else int(rng.integers(0, 24))
+        return Sample(
+            image=(np.clip(img, 0, 1) * 255).astype(np.uint8),
+            audio=audio.astype(np.float32),
+            sample_rate=self.sample_rate,
+            caption=f"the sound of {self.CLASS_WORDS[k]}",
+            lat=float(np.clip(lat, -89, 89)),
+            lon=float(np.clip(lon, -179, 179)),
+            month=month,
+            hour=hour,
+            asource=int(k % 4),
+            tsource=int(rng.integers(3)),
+        )
+
+
+DatasetFactory = Callable[..., SoundscapeDataset]
+DATASETS: dict[str, DatasetFactory] = {"synthetic": SyntheticDataset}
+
+
+def make_dataset(name: str, split: str, **kwargs: object) -> SoundscapeDataset:
+    """Instantiate a registered dataset by name."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name](split=split, **kwargs)

@@ -1,0 +1,211 @@
+"""Training loop: AdamW, cosine annealing with warm restarts (stepped per step), AMP on GPU,
+gradient clipping, checkpoint and exact resume.
+
+Every random choice of step `s` (batch order, zoom levels, augmentation, metadata dropping,
+dropout) is derived from (seed, s), so a run resumed from a checkpoint continues with the very
+same losses as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from model.checkpoint import save_checkpoint
+from model.data import Batch, SoundscapeDataset, collate
+from model.losses import combine_pair_losses
+from model.metadata import apply_metadata_drop
+from model.psm import PSM
+from model.transforms import PSM_ZOOM_LEVELS
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings; defaults are the reference's (psm-reference.md §8)."""
+
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 5e-5
+    weight_decay: float = 0.2
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    restart_period: int = 5000  # CosineAnnealingWarmRestarts T_0 (a restart period, not a warm-up)
+    grad_clip: float | None = 1.0
+    meta_droprate: float = 0.5
+    zooms: tuple[int, ...] = PSM_ZOOM_LEVELS
+    seed: int = 56
+    checkpoint_every: int = 100
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast, used on CUDA only
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def resolved_device(self) -> torch.device:
+        """'auto' -> cuda when available, else cpu."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+
+def step_rng(seed: int, step: int, stream: int) -> np.random.Generator:
+    """Independent, reproducible random stream for one purpose at one step."""
+    return np.random.default_rng([seed, step, stream])
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Indices of step `step`: epochs are seeded permutations, batches consecutive slices."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, pos = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch, 7]).permutation(n)
+    return perm[pos * batch_size : (pos + 1) * batch_size]
+
+
+def psm_loss(model: PSM, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+    """Reference objective: (1-w) L(image, audio) + w (L(image, text) + L(audio, text))."""
+    sat = model.embed_images(batch.images, batch.zoom, batch.metadata)
+    aud = model.embed_audio_features(batch.audio)
+    txt = model.embed_text_tokens(batch.text)
+    crit = model.criterion
+    l_ia, _ = crit(sat, aud)
+    l_it, _ = crit(sat, txt)
+    l_at, _ = crit(aud, txt)
+    loss = combine_pair_losses(l_ia, l_it, l_at, model.config.loss.text_weight)
+    return loss, {"loss_ia": l_ia.item(), "loss_it": l_it.item(), "loss_at": l_at.item()}
+
+
+class Trainer:
+    """Trains a PSM model on a `SoundscapeDataset`, writing checkpoints to `workdir`."""
+
+    STATE = "trainer_state.pt"
+    FINAL = "model.safetensors"
+
+    def __init__(self, model: PSM, dataset: SoundscapeDataset, cfg: TrainConfig, workdir: str | Path) -> None:
+        if len(dataset) < cfg.batch_size:
+            raise ValueError(f"dataset has {len(dataset)} samples, fewer than batch_size {cfg.batch_size}")
+        if cfg.batch_size < 2:
+            raise ValueError("batch_size must be at least 2 (contrastive loss needs negatives)")
+        bad = [z for z in cfg.zooms if z not in PSM_ZOOM_LEVELS]
+        if bad:
+            raise ValueError(f"zoom levels {bad} are not PSM zoom levels {PSM_ZOOM_LEVELS}")
+        self.cfg = cfg
+        self.device = cfg.resolved_device()
+        self.model = model.to(self.device)
+        self.dataset = dataset
+        self.workdir = Path(workdir)
+        params = [p for p in model.parameters() if p.requires_grad]
+        # The reference decays every parameter, biases, norms, CLS and (a, b) included.
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(self.optimizer, T_0=cfg.restart_period)
+        self.step = 0
+        self.losses: list[float] = []
+
+    # -- state ------------------------------------------------------------------------------
+    def save_state(self) -> Path:
+        """Write model, optimizer, scheduler and progress atomically; returns the path."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / self.STATE
+        tmp = path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step,
+                "losses": self.losses,
+                "train_config": asdict(self.cfg),
+                "model_config": self.model.config.to_json(),
+            },
+            tmp,
+        )
+        os.replace(tmp, path)
+        return path
+
+    def try_resume(self) -> bool:
+        """Load `workdir/trainer_state.pt` if present; True when resumed."""
+        path = self.workdir / self.STATE
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["model_config"] != self.model.config.to_json():
+            raise ValueError(f"{path} was written for a different model config; use another --workdir")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.losses = list(state["losses"])
+        return True
+
+    # -- loop -------------------------------------------------------------------------------
+    def make_batch(self, step: int) -> Batch:
+        """Deterministic training batch of step `step`."""
+        cfg = self.cfg
+        idx = batch_indices(len(self.dataset), cfg.batch_size, cfg.seed, step)
+        zooms = step_rng(cfg.seed, step, 1).choice(cfg.zooms, size=len(idx))
+        samples = [self.dataset.sample(int(i), int(z)) for i, z in zip(idx, zooms, strict=True)]
+        gen = torch.Generator().manual_seed(int(step_rng(cfg.seed, step, 2).integers(2**62)))
+        batch = collate(
+            samples,
+            [int(z) for z in zooms],
+            self.model.audio_tower.features,
+            self.model.text_tower.tokenize,
+            self.model.config.image.img_size,
+            generator=gen,
+        )
+        batch.metadata = apply_metadata_drop(batch.metadata, cfg.meta_droprate, step_rng(cfg.seed, step, 3))
+        return batch
+
+    def train_step(self, batch: Batch) -> tuple[float, dict[str, float]]:
+        """One optimisation step on `batch`."""
+        self.model.train()
+        torch.manual_seed(int(step_rng(self.cfg.seed, self.step, 4).integers(2**62)))
+        batch = Batch(
+            batch.images.to(self.device), batch.zoom.to(self.device), batch.audio, batch.text, batch.metadata.to(self.device)
+        )
+        use_amp = self.cfg.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss, logs = psm_loss(self.model, batch)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at step {self.step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item(), logs
+
+    def train(self, progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> list[float]:
+        """Run until `cfg.steps`, checkpointing every `checkpoint_every` steps and at the end."""
+        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
+        t0, seen = time.perf_counter(), 0
+        while self.step < self.cfg.steps:
+            batch = self.make_batch(self.step)
+            loss, _ = self.train_step(batch)
+            self.losses.append(loss)
+            self.step += 1
+            seen += len(batch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+            if on_step:
+                on_step(self.step, loss)
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                self.save_state()
+        bar.close()
+        return self.losses
+
+    def export(self) -> tuple[Path, str]:
+        """Write the trained model in the project format; returns (path, model id)."""
+        path = self.workdir / self.FINAL
+        mid = save_checkpoint(self.model.cpu(), path)
+        self.model.to(self.device)
+        (self.workdir / "losses.json").write_text(json.dumps(self.losses))
+        return path, mid

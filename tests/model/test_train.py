@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from model.data import SyntheticDataset
+from model.psm import PSM
+from model.train import Trainer, TrainConfig, batch_indices
+
+
+def make_trainer(config, workdir, steps, **kw):
+    torch.manual_seed(0)
+    ds = SyntheticDataset("train", size=96, n_classes=4)
+    cfg = TrainConfig(steps=steps, batch_size=16, lr=1e-3, weight_decay=0.01, checkpoint_every=5, **kw)
+    return Trainer(PSM(config), ds, cfg, workdir)
+
+
+def test_training_lowers_the_loss(test_config, tmp_path):
+    losses = make_trainer(test_config, tmp_path, 30).train(progress=False)
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:3])
+
+
+def test_resume_continues_with_identical_losses(test_config, tmp_path):
+    straight = make_trainer(test_config, tmp_path / "a", 10).train(progress=False)
+    first = make_trainer(test_config, tmp_path / "b", 5)
+    first.train(progress=False)
+    resumed = make_trainer(test_config, tmp_path / "b", 10)
+    assert resumed.try_resume() and resumed.step == 5
+    losses = resumed.train(progress=False)
+    assert losses[:5] == straight[:5]
+    np.testing.assert_array_equal(losses[5:], straight[5:])
+
+
+def test_resume_refuses_another_config(test_config, tmp_path):
+    make_trainer(test_config, tmp_path, 5).train(progress=False)
+    other = test_config.with_updates(embed_dim=8, audio={**test_config.audio.model_dump(), "projection_dim": 8},
+                                     text={**test_config.text.model_dump(), "projection_dim": 8})
+    with pytest.raises(ValueError, match="different model config"):
+        make_trainer(other, tmp_path, 10).try_resume()
+
+
+def test_export_writes_a_loadable_checkpoint(test_config, tmp_path):
+    from model.checkpoint import load_checkpoint
+
+    tr = make_trainer(test_config, tmp_path, 2)
+    tr.train(progress=False)
+    path, mid = tr.export()
+    assert load_checkpoint(path).model_id == mid
+
+
+def test_batches_cover_an_epoch_without_repeats():
+    n, b = 64, 16
+    seen = np.concatenate([batch_indices(n, b, seed=1, step=s) for s in range(4)])
+    assert sorted(seen.tolist()) == list(range(n))
+    assert not np.array_equal(batch_indices(n, b, 1, 0), batch_indices(n, b, 1, 4))
+
+
+def test_bad_training_settings_are_rejected(test_config, tmp_path):
+    ds = SyntheticDataset("train", size=8)
+    with pytest.raises(ValueError, match="fewer than batch_size"):
+        Trainer(PSM(test_config), ds, TrainConfig(batch_size=16), tmp_path)
+    with pytest.raises(ValueError, match="zoom levels"):
+        Trainer(PSM(test_config), ds, TrainConfig(batch_size=4, zooms=(2,)), tmp_path)
