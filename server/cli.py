@@ -1,0 +1,43 @@
+"""The `soundscape` command: one entry point whose subcommands live in each package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+# Errors a user can cause with bad input: reported as one clear line, never a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, KeyError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Parser with every subcommand registered."""
+    from model.cli import add_evaluate_parser, add_train_parser
+    from model.lightning_import import add_import_parser
+
+    parser = argparse.ArgumentParser(prog="soundscape", description="PSM soundscape mapping service and tools")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_import_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a subcommand; user errors print `soundscape: error: ...` and exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"soundscape {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
