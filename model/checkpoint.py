@@ -53,7 +53,10 @@ def save_checkpoint(model: PSM, path: str | Path) -> str:
         "model_id": mid,
         "config": model.config.to_json(),
         "vocabulary": json.dumps(
-            {"audio_sources": model.config.audio_sources, "caption_sources": model.config.caption_sources}
+            {
+                "audio_sources": model.config.audio_sources,
+                "caption_sources": model.config.caption_sources,
+            }
         ),
     }
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
@@ -81,11 +84,15 @@ def read_header(path: str | Path) -> dict[str, str]:
             f"(.ckpt) are imported with `soundscape import-checkpoint`"
         ) from exc
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{str(path)!r} is not a {FORMAT} file (format={meta.get('format')!r})")
+        raise CheckpointError(
+            f"{str(path)!r} is not a {FORMAT} file (format={meta.get('format')!r})"
+        )
     return meta
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", verify: bool = True) -> PSM:
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", verify: bool = True
+) -> PSM:
     """Build the model described by the checkpoint and load its weights strictly (eval mode)."""
     meta = read_header(path)
     try:
@@ -102,13 +109,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", verify
         actual = model_id_for(config, state)
         if actual != meta.get("model_id"):
             raise CheckpointError(
-                f"checkpoint {str(path)!r} is corrupted: content hash {actual} != recorded {meta.get('model_id')}"
+                f"checkpoint {str(path)!r} is corrupted: content hash {actual} != "
+                f"recorded {meta.get('model_id')}"
             )
     model = PSM(config)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # size mismatches
-        raise CheckpointError(f"checkpoint {str(path)!r} does not fit config {config.name!r}: {exc}") from exc
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit config {config.name!r}: {exc}"
+        ) from exc
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit config {config.name!r}: missing keys "

@@ -13,10 +13,14 @@ def _zooms(text: str) -> tuple[int, ...]:
     try:
         zooms = tuple(int(z) for z in text.split(",") if z.strip())
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"zoom levels must be integers like 1,3,5, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"zoom levels must be integers like 1,3,5, got {text!r}"
+        ) from exc
     bad = [z for z in zooms if z not in PSM_ZOOM_LEVELS]
     if not zooms or bad:
-        raise argparse.ArgumentTypeError(f"zoom levels must be among {PSM_ZOOM_LEVELS}, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"zoom levels must be among {PSM_ZOOM_LEVELS}, got {text!r}"
+        )
     return zooms
 
 
@@ -45,23 +49,43 @@ def _dataset_kwargs(text: str | None) -> dict[str, object]:
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     """Register `train`."""
     p = sub.add_parser("train", help="train a PSM model on a registered dataset")
-    p.add_argument("--config", default="test", help="model config name (paper, demo, test) or .json path")
+    p.add_argument(
+        "--config", default="test", help="model config name (paper, demo, test) or .json path"
+    )
     p.add_argument("--dataset", default="synthetic", help="registered dataset name")
-    p.add_argument("--dataset-args", type=_dataset_kwargs, default={}, help="JSON keyword arguments for the dataset")
+    p.add_argument(
+        "--dataset-args",
+        type=_dataset_kwargs,
+        default={},
+        help="JSON keyword arguments for the dataset",
+    )
     p.add_argument("--workdir", type=Path, required=True, help="folder for checkpoints and logs")
     p.add_argument("--steps", type=_positive, default=1000)
     p.add_argument("--batch-size", type=_positive, default=128)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--weight-decay", type=float, default=0.2)
-    p.add_argument("--restart-period", type=_positive, default=5000, help="cosine restart period (steps)")
+    p.add_argument(
+        "--restart-period", type=_positive, default=5000, help="cosine restart period (steps)"
+    )
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--meta-droprate", type=float, default=0.5)
-    p.add_argument("--zooms", type=_zooms, default=PSM_ZOOM_LEVELS, help="PSM zoom levels to sample, e.g. 1,3,5")
+    p.add_argument(
+        "--zooms",
+        type=_zooms,
+        default=PSM_ZOOM_LEVELS,
+        help="PSM zoom levels to sample, e.g. 1,3,5",
+    )
     p.add_argument("--seed", type=int, default=56)
     p.add_argument("--checkpoint-every", type=_positive, default=100)
     p.add_argument("--device", default="auto")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing trainer state in --workdir")
-    p.add_argument("--pretrained", action="store_true", help="initialise CLAP towers from local pretrained weights")
+    p.add_argument(
+        "--no-resume", action="store_true", help="ignore an existing trainer state in --workdir"
+    )
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="initialise CLAP towers from local pretrained weights",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_train)
 
@@ -71,7 +95,7 @@ def run_train(args: argparse.Namespace) -> int:
     from model.config import load_config
     from model.data import make_dataset
     from model.psm import PSM
-    from model.train import Trainer, TrainConfig
+    from model.train import TrainConfig, Trainer
 
     if not 0.0 <= args.meta_droprate <= 1.0:
         raise ValueError("--meta-droprate must be in [0, 1]")
@@ -106,7 +130,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     """Register `evaluate`."""
-    p = sub.add_parser("evaluate", help="zero-shot retrieval table (I2A/A2I R@10%% and median rank)")
+    p = sub.add_parser(
+        "evaluate", help="zero-shot retrieval table (I2A/A2I R@10%% and median rank)"
+    )
     p.add_argument("--checkpoint", type=Path, required=True, help="a .safetensors checkpoint")
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--dataset-args", type=_dataset_kwargs, default={})

@@ -30,7 +30,9 @@ class ImageEncoderConfig(_Strict):
     num_heads: int = Field(12, ge=1)
     mlp_ratio: float = 4.0
     sat_type: str = "sentinel"
-    native_gsd: float = Field(10.0, gt=0, description="metres per original pixel of the source tiles")
+    native_gsd: float = Field(
+        10.0, gt=0, description="metres per original pixel of the source tiles"
+    )
     tile_size: int = Field(256, gt=0, description="pixels of one native tile (zoom transform)")
 
     @field_validator("num_heads")
@@ -140,7 +142,9 @@ class ConfigError(ValueError):
 def available_configs() -> list[str]:
     """Names of the configs shipped with the package."""
     folder = resources.files("model") / "configs"
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+    return sorted(
+        p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")
+    )
 
 
 def load_config(name_or_path: str | Path) -> ModelConfig:

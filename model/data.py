@@ -76,7 +76,11 @@ def collate(
     images = []
     for s in samples:
         img = to_tensor(s.image)
-        images.append(train_transform(img, image_size, generator) if generator else eval_transform(img, image_size))
+        images.append(
+            train_transform(img, image_size, generator)
+            if generator
+            else eval_transform(img, image_size)
+        )
     rates = {s.sample_rate for s in samples}
     if len(rates) == 1:
         audio = audio_features([s.audio for s in samples], rates.pop())
@@ -85,9 +89,14 @@ def collate(
         audio = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def col(name: str) -> np.ndarray:
-        return np.array([np.nan if getattr(s, name) is None else getattr(s, name) for s in samples], dtype=np.float64)
+        return np.array(
+            [np.nan if getattr(s, name) is None else getattr(s, name) for s in samples],
+            dtype=np.float64,
+        )
 
-    meta = make_metadata(col("lat"), col("lon"), col("month"), col("hour"), col("asource"), col("tsource"))
+    meta = make_metadata(
+        col("lat"), col("lon"), col("month"), col("hour"), col("asource"), col("tsource")
+    )
     return Batch(
         images=torch.stack(images),
         zoom=torch.as_tensor(list(zooms), dtype=torch.float32),
@@ -124,11 +133,18 @@ class SyntheticDataset:
         if not 2 <= n_classes <= len(self.CLASS_WORDS):
             raise ValueError(f"n_classes must be in 2..{len(self.CLASS_WORDS)}")
         self.split, self.size, self.n_classes = split, size, n_classes
-        self.image_px, self.sample_rate, self.seconds, self.seed = image_px, sample_rate, seconds, seed
+        self.image_px, self.sample_rate, self.seconds, self.seed = (
+            image_px,
+            sample_rate,
+            seconds,
+            seed,
+        )
         base = np.random.default_rng(seed)
         self.colors = base.uniform(0.1, 0.9, size=(n_classes, 3))
         self.freqs = base.uniform(200.0, 3000.0, size=n_classes)
-        self.centres = np.stack([base.uniform(-60, 60, n_classes), base.uniform(-170, 170, n_classes)], 1)
+        self.centres = np.stack(
+            [base.uniform(-60, 60, n_classes), base.uniform(-170, 170, n_classes)], 1
+        )
 
     def __len__(self) -> int:
         return self.size
@@ -148,7 +164,9 @@ class SyntheticDataset:
         k = int(rng.integers(self.n_classes))
         px = self.image_px
         yy, xx = np.mgrid[0:px, 0:px] / px
-        stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (k + 1) * (xx * np.cos(k) + yy * np.sin(k)) * (6 / zoom))
+        stripes = 0.5 + 0.5 * np.sin(
+            2 * np.pi * (k + 1) * (xx * np.cos(k) + yy * np.sin(k)) * (6 / zoom)
+        )
         img = self.colors[k][None, None, :] * (0.6 + 0.4 * stripes[..., None])
         img = img + rng.normal(0, 0.05, size=img.shape)
         n = int(self.sample_rate * self.seconds)

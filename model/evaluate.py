@@ -29,7 +29,9 @@ class EvalRow:
 
 
 def _cat(parts: list[GaussianEmbedding]) -> GaussianEmbedding:
-    return GaussianEmbedding(*(torch.cat([getattr(p, f) for p in parts]) for f in GaussianEmbedding._fields))
+    return GaussianEmbedding(
+        *(torch.cat([getattr(p, f) for p in parts]) for f in GaussianEmbedding._fields)
+    )
 
 
 @torch.no_grad()
@@ -49,14 +51,22 @@ def embed_split(
             model.config.image.img_size,
         )
         meta = batch.metadata if with_metadata else None
-        sats.append(model.embed_images(batch.images.to(model.device), batch.zoom.to(model.device), meta).detach())
+        sats.append(
+            model.embed_images(
+                batch.images.to(model.device), batch.zoom.to(model.device), meta
+            ).detach()
+        )
         auds.append(model.embed_audio_features(batch.audio).detach())
         txts.append(model.embed_text_tokens(batch.text).detach())
     return _cat(sats), _cat(auds), _cat(txts)
 
 
 def retrieval_rows(
-    sat: GaussianEmbedding, aud: GaussianEmbedding, txt: GaussianEmbedding, zoom: int, with_metadata: bool,
+    sat: GaussianEmbedding,
+    aud: GaussianEmbedding,
+    txt: GaussianEmbedding,
+    zoom: int,
+    with_metadata: bool,
     recall_at: float = 10.0,
 ) -> list[EvalRow]:
     """Rows without and with the pair's caption added to the query (reference add_text)."""
@@ -67,7 +77,11 @@ def retrieval_rows(
         i2a = neg_csd_matrix(q_img.mu, q_img.logvar, aud.mu, aud.logvar).cpu().numpy()
         a2i = neg_csd_matrix(q_aud.mu, q_aud.logvar, sat.mu, sat.logvar).cpu().numpy()
         s1, s2 = retrieval_scores(i2a, recall_at), retrieval_scores(a2i, recall_at)
-        rows.append(EvalRow(zoom, with_metadata, with_text, s1.recall, s1.median_rank, s2.recall, s2.median_rank))
+        rows.append(
+            EvalRow(
+                zoom, with_metadata, with_text, s1.recall, s1.median_rank, s2.recall, s2.median_rank
+            )
+        )
     return rows
 
 
@@ -100,10 +114,13 @@ def format_table(rows: Sequence[EvalRow], n: int | None = None) -> str:
     for r in rows:
         lines.append(
             f"| {r.zoom} | {'yes' if r.metadata else 'no'} | {'yes' if r.text else 'no'} | "
-            f"{r.i2a_recall:.3f} | {r.i2a_median_rank:g} | {r.a2i_recall:.3f} | {r.a2i_median_rank:g} |"
+            f"{r.i2a_recall:.3f} | {r.i2a_median_rank:g} | "
+            f"{r.a2i_recall:.3f} | {r.a2i_median_rank:g} |"
         )
     if n is not None:
-        lines.append(f"\n{n} test pairs; random R@10% = 0.100, random median rank = {(n + 1) / 2:g}")
+        lines.append(
+            f"\n{n} test pairs; random R@10% = 0.100, random median rank = {(n + 1) / 2:g}"
+        )
     return "\n".join(lines)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -38,8 +40,8 @@ class MetaNet(nn.Module):
 class MetadataEmbedding(nn.Module):
     """One token embedding per configured metadata component (reference `meta_embed`)."""
 
-    # component -> (submodule name, attribute of MetadataBatch)
-    MODULES = {
+    # component (also the MetadataBatch attribute) -> submodule name in the reference layout
+    MODULES: ClassVar[dict[str, str]] = {
         "asource": "audio_source_fc",
         "tsource": "caption_source_fc",
         "latlong": "location_fc",
@@ -72,7 +74,7 @@ class MetadataEmbedding(nn.Module):
 
 
 class MetadataFuser(nn.Module):
-    """Post-norm transformer over CLS, h_i and metadata tokens; masked tokens are zeroed and key-masked."""
+    """Post-norm transformer over CLS, h_i and metadata tokens (masked: zeroed and key-masked)."""
 
     def __init__(self, cfg: FusionConfig, dim: int) -> None:
         super().__init__()
@@ -85,7 +87,9 @@ class MetadataFuser(nn.Module):
             activation="gelu",
             batch_first=True,
         )
-        self.transformer_encoder = nn.TransformerEncoder(layer, num_layers=cfg.num_layers, enable_nested_tensor=False)
+        self.transformer_encoder = nn.TransformerEncoder(
+            layer, num_layers=cfg.num_layers, enable_nested_tensor=False
+        )
         self.meta_embed = MetadataEmbedding(cfg, dim)
 
     def forward(self, h: Tensor, meta: MetadataBatch) -> Tensor:

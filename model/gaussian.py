@@ -36,7 +36,7 @@ class GaussianEmbedding(NamedTuple):
         return cls(l2normalize(raw_mu), torch.full_like(raw_mu, float("-inf")), raw_mu)
 
     def combine(self, other: GaussianEmbedding) -> GaussianEmbedding:
-        """Condition on a second embedding: sum raw means, add log-variances (reference add_text)."""
+        """Condition on another embedding: sum raw means, add log-variances (reference add_text)."""
         return GaussianEmbedding.from_head(self.raw_mu + other.raw_mu, self.logvar + other.logvar)
 
     def detach(self) -> GaussianEmbedding:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 
 def sincos_1d(positions: Tensor, dim: int) -> Tensor:
-    """[sin(p * w_k), cos(p * w_k)] with w_k = 10000^(-k / (dim/2)); positions (..., P) -> (..., P, dim)."""
+    """[sin(p w_k), cos(p w_k)], w_k = 10000^(-k / (dim/2)); positions (..., P) -> (..., P, dim)."""
     if dim % 2:
         raise ValueError(f"1-D sin/cos embedding needs an even dim, got {dim}")
     omega = torch.arange(dim // 2, dtype=torch.float32, device=positions.device) / (dim / 2.0)

@@ -41,14 +41,21 @@ class PCMEppLoss(nn.Module):
 
     def logits(self, emb1: GaussianEmbedding, emb2: GaussianEmbedding) -> Tensor:
         """-a * CSD + b for every pair."""
-        return -self.negative_scale * csd_matrix(emb1.mu, emb1.logvar, emb2.mu, emb2.logvar) + self.shift
+        return (
+            -self.negative_scale * csd_matrix(emb1.mu, emb1.logvar, emb2.mu, emb2.logvar)
+            + self.shift
+        )
 
-    def forward(self, emb1: GaussianEmbedding, emb2: GaussianEmbedding) -> tuple[Tensor, dict[str, float]]:
+    def forward(
+        self, emb1: GaussianEmbedding, emb2: GaussianEmbedding
+    ) -> tuple[Tensor, dict[str, float]]:
         """Loss for a batch of matched pairs (row i of emb1 matches row i of emb2)."""
         logits = self.logits(emb1, emb2)
         matched = torch.eye(logits.shape[0], device=logits.device, dtype=logits.dtype)
         bce_match = F.binary_cross_entropy_with_logits(logits, matched)
-        vib = kl_to_standard_normal(emb1.mu, emb1.logvar) + kl_to_standard_normal(emb2.mu, emb2.logvar)
+        vib = kl_to_standard_normal(emb1.mu, emb1.logvar) + kl_to_standard_normal(
+            emb2.mu, emb2.logvar
+        )
         loss = 2 * bce_match + self.cfg.vib_beta * vib
         logs = {"bce_match": bce_match.item(), "vib": vib.item()}
         if self.cfg.pseudo_match_alpha:
@@ -67,14 +74,16 @@ class PCMEppLoss(nn.Module):
 
 
 class InfoNCELoss(nn.Module):
-    """Symmetric InfoNCE with a learnable multiplier tau (initialised to 1, no exp, as the reference)."""
+    """Symmetric InfoNCE with a learnable multiplier tau (init 1, no exp, as the reference)."""
 
     def __init__(self, cfg: LossConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.tau = nn.Parameter(torch.tensor([cfg.infonce_tau]))
 
-    def forward(self, emb1: GaussianEmbedding, emb2: GaussianEmbedding) -> tuple[Tensor, dict[str, float]]:
+    def forward(
+        self, emb1: GaussianEmbedding, emb2: GaussianEmbedding
+    ) -> tuple[Tensor, dict[str, float]]:
         """Loss for a batch of matched pairs."""
         logits = (emb1.mu @ emb2.mu.T) * self.tau
         target = torch.arange(logits.shape[0], device=logits.device)
@@ -87,6 +96,8 @@ def make_criterion(cfg: LossConfig) -> nn.Module:
     return PCMEppLoss(cfg) if cfg.type == "pcmepp" else InfoNCELoss(cfg)
 
 
-def combine_pair_losses(loss_ia: Tensor, loss_it: Tensor, loss_at: Tensor, text_weight: float) -> Tensor:
+def combine_pair_losses(
+    loss_ia: Tensor, loss_it: Tensor, loss_at: Tensor, text_weight: float
+) -> Tensor:
     """(1 - w) * L_image_audio + w * (L_image_text + L_audio_text)  (reference engine.py)."""
     return (1 - text_weight) * loss_ia + text_weight * (loss_it + loss_at)

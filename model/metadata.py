@@ -23,7 +23,12 @@ def encode_latlong(lat: ArrayLike, lon: ArrayLike) -> Tensor:
     lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
     lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
     enc = np.stack(
-        [np.sin(np.pi * lat / 90), np.cos(np.pi * lat / 90), np.sin(np.pi * lon / 180), np.cos(np.pi * lon / 180)],
+        [
+            np.sin(np.pi * lat / 90),
+            np.cos(np.pi * lat / 90),
+            np.sin(np.pi * lon / 180),
+            np.cos(np.pi * lon / 180),
+        ],
         axis=-1,
     )
     return torch.from_numpy(enc).float()
@@ -32,13 +37,17 @@ def encode_latlong(lat: ArrayLike, lon: ArrayLike) -> Tensor:
 def encode_month(month: ArrayLike) -> Tensor:
     """[sin(2 pi m/12), cos(2 pi m/12)] for m in 1..12 -> (B, 2) float32."""
     m = np.atleast_1d(np.asarray(month, dtype=np.float64))
-    return torch.from_numpy(np.stack([np.sin(2 * np.pi * m / 12), np.cos(2 * np.pi * m / 12)], -1)).float()
+    return torch.from_numpy(
+        np.stack([np.sin(2 * np.pi * m / 12), np.cos(2 * np.pi * m / 12)], -1)
+    ).float()
 
 
 def encode_hour(hour: ArrayLike) -> Tensor:
     """[sin(2 pi h/23), cos(2 pi h/23)] for h in 0..23 -> (B, 2) float32 (the reference's /23)."""
     h = np.atleast_1d(np.asarray(hour, dtype=np.float64))
-    return torch.from_numpy(np.stack([np.sin(2 * np.pi * h / 23), np.cos(2 * np.pi * h / 23)], -1)).float()
+    return torch.from_numpy(
+        np.stack([np.sin(2 * np.pi * h / 23), np.cos(2 * np.pi * h / 23)], -1)
+    ).float()
 
 
 def source_index(name: str, vocabulary: Mapping[str, int]) -> int:
@@ -90,7 +99,9 @@ class MetadataBatch:
         """Copy with the presence masks replaced for the given components."""
         merged = dict(self.present)
         merged.update(present)
-        return MetadataBatch(self.latlong, self.month, self.time, self.asource, self.tsource, merged)
+        return MetadataBatch(
+            self.latlong, self.month, self.time, self.asource, self.tsource, merged
+        )
 
 
 def _broadcast(value: ArrayLike | None, n: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
@@ -171,12 +182,16 @@ def drop_mask(valid: np.ndarray, rate: float, rng: np.random.Generator) -> np.nd
     return present
 
 
-def apply_metadata_drop(meta: MetadataBatch, rate: float, rng: np.random.Generator) -> MetadataBatch:
+def apply_metadata_drop(
+    meta: MetadataBatch, rate: float, rng: np.random.Generator
+) -> MetadataBatch:
     """Training-time metadata dropping, independently per component."""
     if rate <= 0:
         return meta
     dropped = {
-        name: torch.from_numpy(drop_mask(meta.present[name].cpu().numpy(), rate, rng)).to(meta.present[name].device)
+        name: torch.from_numpy(drop_mask(meta.present[name].cpu().numpy(), rate, rng)).to(
+            meta.present[name].device
+        )
         for name in METADATA_COMPONENTS
     }
     return meta.with_present(dropped)

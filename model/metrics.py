@@ -8,7 +8,7 @@ import numpy as np
 
 
 def ground_truth_ranks(sim: np.ndarray) -> np.ndarray:
-    """1-based rank of the diagonal entry in each row, descending, ties averaged (pandas 'average')."""
+    """1-based descending rank of each row's diagonal entry, ties averaged (pandas 'average')."""
     sim = np.asarray(sim, dtype=np.float64)
     if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
         raise ValueError(f"similarity matrix must be square, got {sim.shape}")

@@ -1,4 +1,4 @@
-"""The PSM model: image tower + metadata fuser + heads, CLAP audio/text towers + heads, criterion."""
+"""The PSM model: image tower + metadata fuser + heads, audio/text towers + heads, criterion."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ class PSM(nn.Module):
         dim = config.embed_dim
         if config.audio.projection_dim != dim or config.text.projection_dim != dim:
             raise ValueError(
-                f"audio/text projection_dim ({config.audio.projection_dim}/{config.text.projection_dim}) "
-                f"must equal embed_dim ({dim})"
+                f"audio/text projection_dim ({config.audio.projection_dim}/"
+                f"{config.text.projection_dim}) must equal embed_dim ({dim})"
             )
         self.config = config
         prob = config.probabilistic
@@ -70,7 +70,9 @@ class PSM(nn.Module):
             h = self.fuser(h, meta.to(h.device))
         return self.image_head(h)
 
-    def embed_images(self, images: Tensor, zoom: Tensor | float, meta: MetadataBatch | None = None) -> GaussianEmbedding:
+    def embed_images(
+        self, images: Tensor, zoom: Tensor | float, meta: MetadataBatch | None = None
+    ) -> GaussianEmbedding:
         """Images -> fused Gaussian embeddings."""
         return self.fuse(self.encode_image(images, zoom), meta)
 

@@ -88,9 +88,13 @@ class Trainer:
     STATE = "trainer_state.pt"
     FINAL = "model.safetensors"
 
-    def __init__(self, model: PSM, dataset: SoundscapeDataset, cfg: TrainConfig, workdir: str | Path) -> None:
+    def __init__(
+        self, model: PSM, dataset: SoundscapeDataset, cfg: TrainConfig, workdir: str | Path
+    ) -> None:
         if len(dataset) < cfg.batch_size:
-            raise ValueError(f"dataset has {len(dataset)} samples, fewer than batch_size {cfg.batch_size}")
+            raise ValueError(
+                f"dataset has {len(dataset)} samples, fewer than batch_size {cfg.batch_size}"
+            )
         if cfg.batch_size < 2:
             raise ValueError("batch_size must be at least 2 (contrastive loss needs negatives)")
         bad = [z for z in cfg.zooms if z not in PSM_ZOOM_LEVELS]
@@ -103,8 +107,12 @@ class Trainer:
         self.workdir = Path(workdir)
         params = [p for p in model.parameters() if p.requires_grad]
         # The reference decays every parameter, biases, norms, CLS and (a, b) included.
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(self.optimizer, T_0=cfg.restart_period)
+        self.optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps
+        )
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            self.optimizer, T_0=cfg.restart_period
+        )
         self.step = 0
         self.losses: list[float] = []
 
@@ -136,7 +144,9 @@ class Trainer:
             return False
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state["model_config"] != self.model.config.to_json():
-            raise ValueError(f"{path} was written for a different model config; use another --workdir")
+            raise ValueError(
+                f"{path} was written for a different model config; use another --workdir"
+            )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -160,7 +170,9 @@ class Trainer:
             self.model.config.image.img_size,
             generator=gen,
         )
-        batch.metadata = apply_metadata_drop(batch.metadata, cfg.meta_droprate, step_rng(cfg.seed, step, 3))
+        batch.metadata = apply_metadata_drop(
+            batch.metadata, cfg.meta_droprate, step_rng(cfg.seed, step, 3)
+        )
         return batch
 
     def train_step(self, batch: Batch) -> tuple[float, dict[str, float]]:
@@ -168,7 +180,11 @@ class Trainer:
         self.model.train()
         torch.manual_seed(int(step_rng(self.cfg.seed, self.step, 4).integers(2**62)))
         batch = Batch(
-            batch.images.to(self.device), batch.zoom.to(self.device), batch.audio, batch.text, batch.metadata.to(self.device)
+            batch.images.to(self.device),
+            batch.zoom.to(self.device),
+            batch.audio,
+            batch.text,
+            batch.metadata.to(self.device),
         )
         use_amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -183,9 +199,17 @@ class Trainer:
         self.scheduler.step()
         return loss.item(), logs
 
-    def train(self, progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    def train(
+        self, progress: bool = True, on_step: Callable[[int, float], None] | None = None
+    ) -> list[float]:
         """Run until `cfg.steps`, checkpointing every `checkpoint_every` steps and at the end."""
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.cfg.steps,
+            initial=self.step,
+            disable=not progress,
+            unit="step",
+            dynamic_ncols=True,
+        )
         t0, seen = time.perf_counter(), 0
         while self.step < self.cfg.steps:
             batch = self.make_batch(self.step)
@@ -194,7 +218,9 @@ class Trainer:
             self.step += 1
             seen += len(batch)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}")
+            bar.set_postfix(
+                loss=f"{loss:.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}"
+            )
             if on_step:
                 on_step(self.step, loss)
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:

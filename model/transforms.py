@@ -32,14 +32,14 @@ def to_tensor(image: np.ndarray | Tensor) -> Tensor:
 
 
 def center_crop(img: Tensor, size: int) -> Tensor:
-    """Central size x size window (torchvision rounding); pads with zeros if the image is smaller."""
+    """Central size x size window (torchvision rounding); zero-pads images that are smaller."""
     h, w = img.shape[-2:]
     if size > h or size > w:
         pad_h, pad_w = max(size - h, 0), max(size - w, 0)
         img = F.pad(img, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
         h, w = img.shape[-2:]
-    top = int(round((h - size) / 2.0))
-    left = int(round((w - size) / 2.0))
+    top = round((h - size) / 2.0)
+    left = round((w - size) / 2.0)
     return img[..., top : top + size, left : left + size]
 
 
@@ -53,7 +53,9 @@ def resize(img: Tensor, size: int) -> Tensor:
     if (new_h, new_w) == (h, w):
         return img
     batched = img.unsqueeze(0) if img.ndim == 3 else img
-    out = F.interpolate(batched, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
+    out = F.interpolate(
+        batched, size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False
+    )
     return out[0] if img.ndim == 3 else out
 
 
@@ -84,17 +86,22 @@ def train_transform(img: Tensor, size: int, generator: torch.Generator) -> Tenso
     for _ in range(10):
         scale = 0.2 + 0.8 * torch.rand((), generator=generator).item()
         log_ratio = (math.log(3 / 4), math.log(4 / 3))
-        r = log_ratio[0] + (log_ratio[1] - log_ratio[0]) * torch.rand((), generator=generator).item()
+        r = (
+            log_ratio[0]
+            + (log_ratio[1] - log_ratio[0]) * torch.rand((), generator=generator).item()
+        )
         aspect = math.exp(r)
-        cw_try = int(round(math.sqrt(area * scale * aspect)))
-        ch_try = int(round(math.sqrt(area * scale / aspect)))
+        cw_try = round(math.sqrt(area * scale * aspect))
+        ch_try = round(math.sqrt(area * scale / aspect))
         if 0 < cw_try <= w and 0 < ch_try <= h:
             ch, cw = ch_try, cw_try
             top = int(torch.randint(0, h - ch + 1, (), generator=generator))
             left = int(torch.randint(0, w - cw + 1, (), generator=generator))
             break
     crop = img[..., top : top + ch, left : left + cw].unsqueeze(0)
-    out = F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0]
+    out = F.interpolate(
+        crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False
+    )[0]
     if torch.rand((), generator=generator).item() < 0.5:
         out = out.flip(-1)
     return normalize(out)
@@ -114,7 +121,9 @@ SAT_TYPES: dict[str, tuple[float, int]] = {
 }
 
 
-def zoom_geometry(native_gsd: float, tile_size: int, zoom: int, input_size: int) -> dict[str, float]:
+def zoom_geometry(
+    native_gsd: float, tile_size: int, zoom: int, input_size: int
+) -> dict[str, float]:
     """Crop size, ground extent, the res passed to GSDPE, and true metres per input pixel."""
     crop_px = zoom * tile_size
     extent_m = crop_px * native_gsd

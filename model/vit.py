@@ -38,7 +38,9 @@ class Attention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Attend over tokens."""
         b, t, d = x.shape
-        qkv = self.qkv(x).reshape(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = (
+            self.qkv(x).reshape(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        )
         out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
 
@@ -97,7 +99,7 @@ class GSDViT(nn.Module):
 
 
 def _init_weights(m: nn.Module) -> None:
-    # timm's ViT init (trunc normal 0.02 linears, zero biases); matters only for training from scratch.
+    # timm's ViT init (trunc normal 0.02, zero biases); matters only when training from scratch.
     if isinstance(m, nn.Linear):
         nn.init.trunc_normal_(m.weight, std=0.02)
         if m.bias is not None:

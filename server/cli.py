@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 
 # Errors a user can cause with bad input: reported as one clear line, never a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, KeyError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    KeyError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     from model.cli import add_evaluate_parser, add_train_parser
     from model.lightning_import import add_import_parser
 
-    parser = argparse.ArgumentParser(prog="soundscape", description="PSM soundscape mapping service and tools")
+    parser = argparse.ArgumentParser(
+        prog="soundscape", description="PSM soundscape mapping service and tools"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_train_parser(sub)

@@ -13,7 +13,7 @@ GOLDEN_PATH = Path(__file__).parent / "data" / "golden-public.txt"
 
 @cache
 def golden() -> dict[str, object]:
-    """Every `DESCRIPTION = VALUE` line, keyed by the description (all text before the last ' = ')."""
+    """Every `DESCRIPTION = VALUE` line, keyed by its description (text before the last ' = ')."""
     values: dict[str, object] = {}
     for line in GOLDEN_PATH.read_text().splitlines():
         if not line or line.startswith("#") or " = " not in line:

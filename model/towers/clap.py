@@ -50,9 +50,13 @@ class ClapAudioTower(nn.Module):
         if cfg.pretrained:
             source = resolve_pretrained(cfg.pretrained)
             if load_weights:
-                self.model = ClapAudioModelWithProjection.from_pretrained(source, local_files_only=True)
+                self.model = ClapAudioModelWithProjection.from_pretrained(
+                    source, local_files_only=True
+                )
             else:
-                self.model = ClapAudioModelWithProjection(ClapAudioConfig.from_pretrained(source, local_files_only=True))
+                self.model = ClapAudioModelWithProjection(
+                    ClapAudioConfig.from_pretrained(source, local_files_only=True)
+                )
             self.extractor = ClapFeatureExtractor.from_pretrained(source, local_files_only=True)
         else:
             clap_cfg = ClapAudioConfig(projection_dim=cfg.projection_dim, **cfg.clap_audio)
@@ -95,7 +99,9 @@ class ClapAudioTower(nn.Module):
         """(B, projection_dim) audio embeddings from features."""
         if is_longer is None:
             is_longer = torch.full((input_features.shape[0], 1), self.fusion, dtype=torch.bool)
-        out = self.model(input_features=input_features, is_longer=is_longer.to(input_features.device))
+        out = self.model(
+            input_features=input_features, is_longer=is_longer.to(input_features.device)
+        )
         return out.audio_embeds
 
 
@@ -134,13 +140,19 @@ class ClapTextTower(nn.Module):
         if cfg.pretrained:
             source = resolve_pretrained(cfg.pretrained)
             if load_weights:
-                self.model = ClapTextModelWithProjection.from_pretrained(source, local_files_only=True)
+                self.model = ClapTextModelWithProjection.from_pretrained(
+                    source, local_files_only=True
+                )
             else:
-                self.model = ClapTextModelWithProjection(ClapTextConfig.from_pretrained(source, local_files_only=True))
+                self.model = ClapTextModelWithProjection(
+                    ClapTextConfig.from_pretrained(source, local_files_only=True)
+                )
             tok_source = resolve_pretrained(cfg.tokenizer) if cfg.tokenizer else source
             self.tokenizer = AutoTokenizer.from_pretrained(tok_source, local_files_only=True)
         else:
-            self.model = ClapTextModelWithProjection(ClapTextConfig(projection_dim=cfg.projection_dim, **cfg.clap_text))
+            self.model = ClapTextModelWithProjection(
+                ClapTextConfig(projection_dim=cfg.projection_dim, **cfg.clap_text)
+            )
             self.tokenizer = byte_level_tokenizer(cfg.max_length)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:

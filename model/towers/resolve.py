@@ -40,9 +40,11 @@ def resolve_pretrained(spec: str) -> str:
 
         return snapshot_download(spec, local_files_only=True)
     except Exception as exc:
-        cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        cache = (
+            os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        )
         raise PretrainedNotFoundError(
-            f"pretrained model {spec!r} is not in the local Hugging Face cache ({cache}). On a machine "
-            f"with internet run `huggingface-cli download {spec}` and copy the cache here (or set "
-            f"HF_HOME), or point the config at a local directory."
+            f"pretrained model {spec!r} is not in the local Hugging Face cache ({cache}). "
+            f"On a machine with internet run `huggingface-cli download {spec}` and copy the "
+            f"cache here (or set HF_HOME), or point the config at a local directory."
         ) from exc

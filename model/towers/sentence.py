@@ -37,16 +37,23 @@ class SentenceTextTower(nn.Module):
         from sentence_transformers import SentenceTransformer
 
         if not cfg.pretrained:
-            raise ValueError("a sentence_transformers text tower needs `pretrained` (a model directory)")
+            raise ValueError(
+                "a sentence_transformers text tower needs `pretrained` (a model directory)"
+            )
         self.cfg = cfg
-        encoder = SentenceTransformer(resolve_pretrained(cfg.pretrained), device="cpu", local_files_only=True)
+        encoder = SentenceTransformer(
+            resolve_pretrained(cfg.pretrained), device="cpu", local_files_only=True
+        )
         encoder.eval()
         for p in encoder.parameters():
             p.requires_grad_(False)
         # Held in a tuple so nn.Module does not register (and checkpoint) the frozen weights.
         self._encoder = (encoder,)
         # sentence-transformers 6 renamed the accessor; accept both generations.
-        get_dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(encoder, "get_embedding_dimension", None)
+            or encoder.get_sentence_embedding_dimension
+        )
         self.sentence_dim = int(get_dim())
         self.projection = ClapStyleProjection(self.sentence_dim, cfg.projection_dim)
 
@@ -56,10 +63,14 @@ class SentenceTextTower(nn.Module):
         return self._encoder[0]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
-        """Sentence embeddings are the 'tokens': the encoder is frozen, so this is done once per text."""
+        """Sentence embeddings serve as 'tokens': the encoder is frozen, so run it once per text."""
         with torch.no_grad():
             emb = self.encoder.encode(
-                list(texts), convert_to_tensor=True, device="cpu", batch_size=64, show_progress_bar=False
+                list(texts),
+                convert_to_tensor=True,
+                device="cpu",
+                batch_size=64,
+                show_progress_bar=False,
             )
         # encode() runs under inference_mode; clone so the projection can be trained on it.
         return {"sentence_embedding": emb.float().clone()}

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, model_id, read_header, save_checkpoint
+from model.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_id,
+    read_header,
+    save_checkpoint,
+)
 from model.psm import PSM
 
 
@@ -40,7 +46,7 @@ def test_truncated_and_foreign_files_give_clear_errors(tiny_model, tmp_path):
     path = tmp_path / "m.safetensors"
     save_checkpoint(tiny_model, path)
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="not a readable PSM checkpoint|corrupted"):
+    with pytest.raises(CheckpointError, match=r"not a readable PSM checkpoint|corrupted"):
         load_checkpoint(path)
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"\x00" * 64)
@@ -62,8 +68,15 @@ def test_weights_that_do_not_fit_the_config(tiny_model, tmp_path, test_config):
     )
     state = {k: v.contiguous() for k, v in tiny_model.state_dict().items()}
     path = tmp_path / "mismatch.safetensors"
-    save_file(state, str(path), metadata={"format": FORMAT, "config": small.to_json(),
-                                          "model_id": model_id_for(small, state)})
+    save_file(
+        state,
+        str(path),
+        metadata={
+            "format": FORMAT,
+            "config": small.to_json(),
+            "model_id": model_id_for(small, state),
+        },
+    )
     with pytest.raises(CheckpointError, match="does not fit"):
         load_checkpoint(path)
 

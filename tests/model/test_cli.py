@@ -13,7 +13,10 @@ SMALL_DATA = json.dumps({"size": 48, "n_classes": 4})
 
 def soundscape(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "server.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
     )
 
@@ -21,8 +24,22 @@ def soundscape(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
-    out = soundscape("train", "--config", "test", "--dataset-args", SMALL_DATA, "--workdir", str(workdir),
-                     "--steps", "4", "--batch-size", "8", "--lr", "1e-3", "--no-progress")
+    out = soundscape(
+        "train",
+        "--config",
+        "test",
+        "--dataset-args",
+        SMALL_DATA,
+        "--workdir",
+        str(workdir),
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--no-progress",
+    )
     assert out.returncode == 0, out.stderr
     return workdir, out
 
@@ -35,16 +52,41 @@ def test_train_writes_a_checkpoint_and_reports_the_loss(trained):
 
 def test_train_resumes_from_the_workdir(trained):
     workdir, _ = trained
-    out = soundscape("train", "--config", "test", "--dataset-args", SMALL_DATA, "--workdir", str(workdir),
-                     "--steps", "6", "--batch-size", "8", "--lr", "1e-3", "--no-progress")
+    out = soundscape(
+        "train",
+        "--config",
+        "test",
+        "--dataset-args",
+        SMALL_DATA,
+        "--workdir",
+        str(workdir),
+        "--steps",
+        "6",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--no-progress",
+    )
     assert out.returncode == 0, out.stderr
     assert "resumed from step 4" in out.stdout and "trained 6 steps" in out.stdout
 
 
 def test_evaluate_prints_the_paper_table(trained, tmp_path):
     workdir, _ = trained
-    out = soundscape("evaluate", "--checkpoint", str(workdir / "model.safetensors"), "--dataset-args", SMALL_DATA,
-                     "--samples", "24", "--zooms", "1,5", "--json", str(tmp_path / "rows.json"))
+    out = soundscape(
+        "evaluate",
+        "--checkpoint",
+        str(workdir / "model.safetensors"),
+        "--dataset-args",
+        SMALL_DATA,
+        "--samples",
+        "24",
+        "--zooms",
+        "1,5",
+        "--json",
+        str(tmp_path / "rows.json"),
+    )
     assert out.returncode == 0, out.stderr
     assert "| zoom | metadata | text | I2A R@10% | I2A MR | A2I R@10% | A2I MR |" in out.stdout
     rows = json.loads((tmp_path / "rows.json").read_text())
@@ -63,7 +105,10 @@ def test_evaluate_prints_the_paper_table(trained, tmp_path):
         (["train", "--zooms", "2", "--workdir", "{tmp}"], "zoom levels must be among"),
         (["train", "--dataset", "imagenet", "--workdir", "{tmp}"], "unknown dataset 'imagenet'"),
         (["train", "--dataset-args", "[1]", "--workdir", "{tmp}"], "JSON object"),
-        (["train", "--dataset-args", SMALL_DATA, "--batch-size", "100", "--workdir", "{tmp}"], "fewer than batch_size"),
+        (
+            ["train", "--dataset-args", SMALL_DATA, "--batch-size", "100", "--workdir", "{tmp}"],
+            "fewer than batch_size",
+        ),
         (["train", "--steps", "-3", "--workdir", "{tmp}"], "positive integer"),
         (["evaluate", "--checkpoint", "{junk}"], "not a readable PSM checkpoint"),
     ],
@@ -91,7 +136,18 @@ def test_shapes_that_do_not_fit_are_reported(trained, tmp_path):
     bigger = cfg.with_updates(image={**cfg.image.model_dump(), "embed_dim": 32})
     state = load_file(str(src))
     bad = tmp_path / "bad.safetensors"
-    save_file(state, str(bad), metadata={"format": FORMAT, "config": bigger.to_json(),
-                                         "model_id": model_id_for(bigger, state)})
+    save_file(
+        state,
+        str(bad),
+        metadata={
+            "format": FORMAT,
+            "config": bigger.to_json(),
+            "model_id": model_id_for(bigger, state),
+        },
+    )
     out = soundscape("evaluate", "--checkpoint", str(bad))
-    assert out.returncode == 2 and "does not fit config" in out.stderr and "Traceback" not in out.stderr
+    assert (
+        out.returncode == 2
+        and "does not fit config" in out.stderr
+        and "Traceback" not in out.stderr
+    )

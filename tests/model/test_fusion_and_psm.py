@@ -24,7 +24,9 @@ def test_no_metadata_runs_the_fuser_with_everything_masked(tiny_model):
 def test_masked_components_do_not_influence_the_output(tiny_model):
     h = torch.randn(4, tiny_model.config.embed_dim)
     a = tiny_model.fuse(h, metadata(month=None, hour=None))
-    b = tiny_model.fuse(h, make_metadata(np.linspace(-40, 40, 4), np.linspace(-100, 100, 4), asource=0, tsource=1))
+    b = tiny_model.fuse(
+        h, make_metadata(np.linspace(-40, 40, 4), np.linspace(-100, 100, 4), asource=0, tsource=1)
+    )
     torch.testing.assert_close(a.mu, b.mu)
     # ...while present components do.
     c = tiny_model.fuse(h, metadata(month=1))
@@ -58,7 +60,9 @@ def test_metadata_drop_counts_per_component():
     assert not dropped.present["time"][:3].any()
 
 
-@pytest.mark.parametrize("kw,msg", [(dict(month=13), "month"), (dict(hour=24), "hour"), (dict(asource=9), "source")])
+@pytest.mark.parametrize(
+    "kw,msg", [(dict(month=13), "month"), (dict(hour=24), "hour"), (dict(asource=9), "source")]
+)
 def test_bad_metadata_values_are_rejected(kw, msg):
     with pytest.raises(ValueError, match=msg):
         metadata(**kw)
@@ -81,7 +85,9 @@ def test_text_and_audio_queries_are_deterministic(tiny_model):
     t1, t2 = tiny_model.embed_texts(["birds at dawn"]), tiny_model.embed_texts(["birds at dawn"])
     torch.testing.assert_close(t1.mu, t2.mu)
     rng = np.random.default_rng(0)
-    long_clip = rng.normal(size=3 * 16000).astype(np.float32)  # longer than max_seconds: random fusion crops
+    long_clip = rng.normal(size=3 * 16000).astype(
+        np.float32
+    )  # longer than max_seconds: random fusion crops
     np.random.seed(123)
     a1 = tiny_model.embed_audio([long_clip], 16000)
     state = np.random.get_state()

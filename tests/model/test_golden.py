@@ -6,11 +6,23 @@ import numpy as np
 import pytest
 import torch
 
-from model.config import AUDIO_SOURCES, CAPTION_SOURCES, FusionConfig, LossConfig
+from model.config import (
+    AUDIO_SOURCES,
+    CAPTION_SOURCES,
+    FusionConfig,
+    ImageEncoderConfig,
+    LossConfig,
+)
 from model.fusion import MetadataEmbedding
 from model.gaussian import GaussianEmbedding, l2normalize
 from model.gsdpe import gsd_positional_embedding, sincos_1d
-from model.losses import InfoNCELoss, PCMEppLoss, combine_pair_losses, kl_to_standard_normal, pseudo_positive_mask
+from model.losses import (
+    InfoNCELoss,
+    PCMEppLoss,
+    combine_pair_losses,
+    kl_to_standard_normal,
+    pseudo_positive_mask,
+)
 from model.metadata import drop_mask, encode_hour, encode_latlong, encode_month, source_index
 from model.metrics import ground_truth_ranks, retrieval_scores
 from model.scoring import (
@@ -25,7 +37,6 @@ from model.scoring import (
 )
 from model.transforms import SAT_TYPES, zoom_geometry
 from model.vit import ImageEncoder
-from model.config import ImageEncoderConfig
 from tests.golden import g, raw
 
 RTOL = 1e-5
@@ -37,7 +48,9 @@ def t32(prefix: str) -> torch.Tensor:
 
 
 def close(actual, expected, rtol=RTOL, atol=ATOL):
-    actual = actual.detach().cpu().numpy() if isinstance(actual, torch.Tensor) else np.asarray(actual)
+    actual = (
+        actual.detach().cpu().numpy() if isinstance(actual, torch.Tensor) else np.asarray(actual)
+    )
     np.testing.assert_allclose(actual, np.asarray(expected, dtype=np.float64), rtol=rtol, atol=atol)
 
 
@@ -83,8 +96,15 @@ def test_a_matvec_and_augmented_inner_product_paths(section_a):
     for i in range(3):
         c_q = float(variance_sum(q.logvar)[i])
         close(score_cells(mu_g, c_g, q.mu[i].numpy(), c_q), expected[i], atol=1e-5)
-        close(score_from_inner_product(aug @ augment_query(q.mu[i].numpy()), c_q), expected[i], atol=1e-5)
-        assert list(np.argsort(-score_cells(mu_g, c_g, q.mu[i].numpy(), c_q))) == raw("A.argsort_desc")[i]
+        close(
+            score_from_inner_product(aug @ augment_query(q.mu[i].numpy()), c_q),
+            expected[i],
+            atol=1e-5,
+        )
+        assert (
+            list(np.argsort(-score_cells(mu_g, c_g, q.mu[i].numpy(), c_q)))
+            == raw("A.argsort_desc")[i]
+        )
 
 
 def test_a_uncertainty(section_a):
@@ -97,7 +117,11 @@ def test_a_pitfalls_are_not_what_we_compute(section_a):
     q, gal = section_a
     ours = csd_matrix(q.mu, q.logvar, gal.mu, gal.logvar).numpy()
     assert not np.allclose(ours, g("A.PITFALL CSD"), rtol=1e-2)
-    assert not np.allclose(-neg_csd_matrix(q.mu, q.logvar, gal.mu, gal.logvar).numpy(), g("A.PITFALL eval-form"), rtol=1e-2)
+    assert not np.allclose(
+        -neg_csd_matrix(q.mu, q.logvar, gal.mu, gal.logvar).numpy(),
+        g("A.PITFALL eval-form"),
+        rtol=1e-2,
+    )
     assert float(raw("A.float32 max abs deviation")) < 1e-6
 
 
@@ -179,8 +203,18 @@ def test_d_gsdpe_through_image_encoder_resolution():
     res = []
     for sat_type, zoom in settings:
         gsd, tile = SAT_TYPES[sat_type]
-        enc = ImageEncoder(ImageEncoderConfig(img_size=32, patch_size=16, embed_dim=8, depth=1, num_heads=2,
-                                              native_gsd=gsd, tile_size=tile), out_dim=4)
+        enc = ImageEncoder(
+            ImageEncoderConfig(
+                img_size=32,
+                patch_size=16,
+                embed_dim=8,
+                depth=1,
+                num_heads=2,
+                native_gsd=gsd,
+                tile_size=tile,
+            ),
+            out_dim=4,
+        )
         res.append(enc.resolution(zoom, 1))
     res_t = torch.cat(res)
     close(res_t, g("D.res"))
@@ -212,7 +246,15 @@ def test_e_ranks_recall_median():
 
 # --------------------------------------------------------------------------- F. metadata
 @pytest.mark.parametrize(
-    "lat,lon", [(38.627, -90.1994), (-33.8688, 151.2093), (90.0, 0.0), (-90.0, 0.0), (0.0, 180.0), (0.0, -180.0)]
+    "lat,lon",
+    [
+        (38.627, -90.1994),
+        (-33.8688, 151.2093),
+        (90.0, 0.0),
+        (-90.0, 0.0),
+        (0.0, 180.0),
+        (0.0, -180.0),
+    ],
 )
 def test_f_latlong(lat, lon):
     close(encode_latlong(lat, lon)[0], g(f"F.latlong({lat},{lon})"))
@@ -231,7 +273,9 @@ def test_f_source_vocabularies():
 
 
 def test_f_token_order():
-    emb = MetadataEmbedding(FusionConfig(components=("time", "latlong", "month", "tsource", "asource")), 8)
+    emb = MetadataEmbedding(
+        FusionConfig(components=("time", "latlong", "month", "tsource", "asource")), 8
+    )
     names = {v: k for k, v in MetadataEmbedding.MODULES.items()}
     order = ["CLS", "sat(h_i)"] + [names[n] for n, _ in emb.named_children()]
     assert order == raw("F.token")
@@ -255,8 +299,14 @@ def test_i_zoom_geometry(sat_type, zoom):
     expected = raw(f"I.{sat_type}.z{zoom}")
     gsd, tile = SAT_TYPES[sat_type]
     got = zoom_geometry(gsd, tile, zoom, 224)
-    for key in ("center_crop_px", "resize_to", "then_resize_to", "ground_extent_m", "res_passed_to_GSDPE",
-                "true_m_per_px_at_224"):
+    for key in (
+        "center_crop_px",
+        "resize_to",
+        "then_resize_to",
+        "ground_extent_m",
+        "res_passed_to_GSDPE",
+        "true_m_per_px_at_224",
+    ):
         assert got[key] == pytest.approx(expected[key], rel=1e-9), key
     assert expected["raw_px"] == 5 * tile  # z=5 is the whole raw tile
 

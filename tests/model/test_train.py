@@ -4,13 +4,15 @@ import torch
 
 from model.data import SyntheticDataset
 from model.psm import PSM
-from model.train import Trainer, TrainConfig, batch_indices
+from model.train import TrainConfig, Trainer, batch_indices
 
 
 def make_trainer(config, workdir, steps, **kw):
     torch.manual_seed(0)
     ds = SyntheticDataset("train", size=96, n_classes=4)
-    cfg = TrainConfig(steps=steps, batch_size=16, lr=1e-3, weight_decay=0.01, checkpoint_every=5, **kw)
+    cfg = TrainConfig(
+        steps=steps, batch_size=16, lr=1e-3, weight_decay=0.01, checkpoint_every=5, **kw
+    )
     return Trainer(PSM(config), ds, cfg, workdir)
 
 
@@ -33,8 +35,11 @@ def test_resume_continues_with_identical_losses(test_config, tmp_path):
 
 def test_resume_refuses_another_config(test_config, tmp_path):
     make_trainer(test_config, tmp_path, 5).train(progress=False)
-    other = test_config.with_updates(embed_dim=8, audio={**test_config.audio.model_dump(), "projection_dim": 8},
-                                     text={**test_config.text.model_dump(), "projection_dim": 8})
+    other = test_config.with_updates(
+        embed_dim=8,
+        audio={**test_config.audio.model_dump(), "projection_dim": 8},
+        text={**test_config.text.model_dump(), "projection_dim": 8},
+    )
     with pytest.raises(ValueError, match="different model config"):
         make_trainer(other, tmp_path, 10).try_resume()
 
