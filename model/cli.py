@@ -161,3 +161,35 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
     return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    """Convert an official Lightning checkpoint (imports torch only when run)."""
+    from model.lightning_import import run_import as convert
+
+    return convert(args)
+
+
+def add_import_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the `import-checkpoint` subcommand on an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "import-checkpoint",
+        help="convert an official PSM Lightning .ckpt into the project's .safetensors format",
+        description=(
+            "Read an official PSM PyTorch-Lightning checkpoint, build the architecture from "
+            "--config plus the file's hyper_parameters, load every weight strictly and write a "
+            ".safetensors checkpoint. Prints the model id."
+        ),
+    )
+    parser.add_argument("ckpt", type=Path, help="the Lightning .ckpt file")
+    parser.add_argument(
+        "--config", default="paper", help="base model config name or .json path (default: paper)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output .safetensors path (default: the .ckpt path with suffix .safetensors)",
+    )
+    parser.set_defaults(func=run_import)
+    return parser

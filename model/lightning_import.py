@@ -475,28 +475,3 @@ def run_import(args: argparse.Namespace) -> int:
     )
     print(mid)
     return 0
-
-
-def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register the `import-checkpoint` subcommand on an argparse subparsers object."""
-    parser = subparsers.add_parser(
-        "import-checkpoint",
-        help="convert an official PSM Lightning .ckpt into the project's .safetensors format",
-        description=(
-            "Read an official PSM PyTorch-Lightning checkpoint, build the architecture from "
-            "--config plus the file's hyper_parameters, load every weight strictly and write a "
-            ".safetensors checkpoint. Prints the model id."
-        ),
-    )
-    parser.add_argument("ckpt", type=Path, help="the Lightning .ckpt file")
-    parser.add_argument(
-        "--config", default="paper", help="base model config name or .json path (default: paper)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output .safetensors path (default: the .ckpt path with suffix .safetensors)",
-    )
-    parser.set_defaults(func=run_import)
-    return parser

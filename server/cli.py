@@ -18,8 +18,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser with every subcommand registered."""
-    from model.cli import add_evaluate_parser, add_train_parser
-    from model.lightning_import import add_import_parser
+    from model.cli import add_evaluate_parser, add_import_parser, add_train_parser
 
     parser = argparse.ArgumentParser(
         prog="soundscape", description="PSM soundscape mapping service and tools"

@@ -22,9 +22,10 @@ from transformers import (
 )
 
 from model.checkpoint import CheckpointError, load_checkpoint
+from model.cli import add_import_parser
+from model.cli import run_import as cli_run_import
 from model.config import METADATA_COMPONENTS, ModelConfig, load_config
 from model.lightning_import import (
-    add_import_parser,
     import_lightning_checkpoint,
     run_import,
 )
@@ -589,6 +590,6 @@ def test_cli_parser_registration():
     parser = argparse.ArgumentParser()
     add_import_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["import-checkpoint", "a.ckpt", "--out", "b.safetensors"])
-    assert args.func is run_import
+    assert args.func is cli_run_import
     assert args.config == "paper"
     assert args.ckpt == Path("a.ckpt") and args.out == Path("b.safetensors")
