@@ -1,0 +1,23 @@
+"""The model benchmark stays runnable (a smoke run; the figures themselves are not asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_model_quick_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_model.py"), "--configs", "test", "--quick",
+         "--score-cells", "20000", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "| config | benchmark |" in run.stdout
+    data = json.loads(out.read_text())
+    text = json.dumps(data)
+    for name in ("fusion", "image encoder", "text", "audio", "score_cells"):
+        assert name in text
