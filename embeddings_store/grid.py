@@ -1,0 +1,218 @@
+"""The Web Mercator cell grid, aligned to XYZ tiles, and the arithmetic the server needs.
+
+A level is (psm_zoom, tile_zoom, n): its cells are the n x n sub-cells of every XYZ tile at
+`tile_zoom`, i.e. the XYZ "pixel" grid at `cell_zoom = tile_zoom + log2(n)`. One store chunk
+holds one tile's n x n cells. The image of a cell is the imagery footprint of
+`psm_zoom x base_footprint_m` ground metres centred on the cell centre.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import mercantile
+import numpy as np
+
+EARTH_RADIUS = 6378137.0
+WORLD = 2 * math.pi * EARTH_RADIUS  # width of the Web Mercator plane in metres
+HALF_WORLD = WORLD / 2
+MAX_LATITUDE = 85.0511287798066
+
+# A web tile may span at most 2^2 x 2^2 chunks (so a tile reads at most 16 chunks) and may
+# magnify a cell at most 2^6 = 64 times (a cell covering 64 x 64 tile pixels).
+MAX_CHUNK_SPAN_LOG2 = 2
+MAX_MAGNIFY_LOG2 = 6
+# A web tile is 256 px: more than 256 cells per side would be sub-pixel.
+TILE_PX_LOG2 = 8
+
+
+@dataclass(frozen=True, order=True)
+class Level:
+    """One level of the cell pyramid."""
+
+    psm_zoom: int
+    tile_zoom: int
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.psm_zoom not in (1, 3, 5):
+            raise ValueError(f"psm_zoom must be 1, 3 or 5, got {self.psm_zoom}")
+        if not 0 <= self.tile_zoom <= 24:
+            raise ValueError(f"tile_zoom must be in 0..24, got {self.tile_zoom}")
+        if self.n < 1 or self.n & (self.n - 1):
+            raise ValueError(f"cells per tile side must be a power of two, got {self.n}")
+
+    @property
+    def name(self) -> str:
+        """Group name in the store."""
+        return f"psm{self.psm_zoom}"
+
+    @property
+    def cell_zoom(self) -> int:
+        """XYZ zoom whose 'pixels' are this level's cells."""
+        return self.tile_zoom + int(math.log2(self.n))
+
+    @property
+    def cells_per_side(self) -> int:
+        """Cells across the whole world."""
+        return (1 << self.tile_zoom) * self.n
+
+    @property
+    def cell_size(self) -> float:
+        """Cell edge in Web Mercator metres (ground metres at the equator)."""
+        return WORLD / self.cells_per_side
+
+    def cell_centers_x(self, cx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Mercator x (m) of cell columns."""
+        return -HALF_WORLD + (np.asarray(cx, dtype=np.float64) + 0.5) * self.cell_size
+
+    def cell_centers_y(self, cy: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Mercator y (m) of cell rows (row 0 is the north edge, as XYZ)."""
+        return HALF_WORLD - (np.asarray(cy, dtype=np.float64) + 0.5) * self.cell_size
+
+    def cell_centers_lon(self, cx: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Longitude (deg) of cell columns."""
+        return np.degrees(self.cell_centers_x(cx) / EARTH_RADIUS)
+
+    def cell_centers_lat(self, cy: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Latitude (deg) of cell rows."""
+        return mercator_y_to_lat(self.cell_centers_y(cy))
+
+    def chunk_cells(self, tx: int, ty: int) -> tuple[int, int, int, int]:
+        """Global cell range (cx0, cx1, cy0, cy1), half-open, of the chunk of tile (tx, ty)."""
+        return tx * self.n, (tx + 1) * self.n, ty * self.n, (ty + 1) * self.n
+
+    def cell_of_lonlat(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cell column and row containing each point (clipped to the world)."""
+        x, y = lonlat_to_mercator(lon, lat)
+        cx = np.floor((np.asarray(x) + HALF_WORLD) / self.cell_size).astype(np.int64)
+        cy = np.floor((HALF_WORLD - np.asarray(y)) / self.cell_size).astype(np.int64)
+        last = self.cells_per_side - 1
+        return np.clip(cx, 0, last), np.clip(cy, 0, last)
+
+    def footprint_bounds(
+        self, cx: int, cy: int, base_footprint_m: float
+    ) -> tuple[float, float, float, float]:
+        """EPSG:3857 bounds of the imagery footprint of a cell.
+
+        The footprint is `psm_zoom * base_footprint_m` ground metres; Web Mercator stretches
+        ground distances by 1/cos(lat), so its half-size in projected metres grows with latitude.
+        """
+        x = float(self.cell_centers_x([cx])[0])
+        y = float(self.cell_centers_y([cy])[0])
+        lat = math.radians(float(mercator_y_to_lat(np.array([y]))[0]))
+        half = 0.5 * self.psm_zoom * base_footprint_m / math.cos(lat)
+        return x - half, y - half, x + half, y + half
+
+
+@dataclass(frozen=True)
+class TileWindow:
+    """The cells one web tile needs from a level.
+
+    Cells [cx0, cx1) x [cy0, cy1) cover the tile (plus `margin` cells around it); `tile_span`
+    is how many cells the tile itself spans per side (a fraction when a cell is magnified);
+    `offset` is the tile's north-west corner in cell units relative to (cx0, cy0).
+    """
+
+    level: Level
+    cx0: int
+    cx1: int
+    cy0: int
+    cy1: int
+    tile_span: float
+    offset_x: float
+    offset_y: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of cells."""
+        return self.cy1 - self.cy0, self.cx1 - self.cx0
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """(tx, ty) tiles at the level's tile zoom whose chunks hold these cells."""
+        n, last = self.level.n, (1 << self.level.tile_zoom) - 1
+        tx0, tx1 = max(self.cx0 // n, 0), min((self.cx1 - 1) // n, last)
+        ty0, ty1 = max(self.cy0 // n, 0), min((self.cy1 - 1) // n, last)
+        return [(tx, ty) for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1)]
+
+
+def tile_window(level: Level, x: int, y: int, z: int, margin: int = 0) -> TileWindow:
+    """Cells of `level` that cover XYZ tile (x, y, z), with `margin` extra cells on each side."""
+    check_tile(x, y, z)
+    dz = level.cell_zoom - z
+    if dz >= 0:
+        span = 1 << dz
+        cx, cy = x * span, y * span
+        return TileWindow(level, cx - margin, cx + span + margin, cy - margin, cy + span + margin,
+                          float(span), float(margin), float(margin))  # fmt: skip
+    shrink = 1 << -dz
+    cx, cy = x // shrink, y // shrink
+    frac = 1.0 / shrink
+    return TileWindow(
+        level, cx - margin, cx + 1 + margin, cy - margin, cy + 1 + margin, frac,
+        margin + (x % shrink) * frac, margin + (y % shrink) * frac,
+    )  # fmt: skip
+
+
+def check_tile(x: int, y: int, z: int) -> None:
+    """Raise ValueError for a tile outside the XYZ pyramid."""
+    if not 0 <= z <= 30:
+        raise ValueError(f"zoom {z} out of range")
+    if not (0 <= x < (1 << z) and 0 <= y < (1 << z)):
+        raise ValueError(f"tile {z}/{x}/{y} does not exist (x, y must be in 0..{(1 << z) - 1})")
+
+
+def web_zoom_range(levels: Iterable[Level]) -> tuple[int, int]:
+    """Web zooms a set of levels can serve: (min, max) inclusive."""
+    levels = list(levels)
+    if not levels:
+        raise ValueError("no levels")
+    lo = max(min(lv.tile_zoom for lv in levels) - MAX_CHUNK_SPAN_LOG2, 0)
+    hi = max(lv.cell_zoom for lv in levels) + MAX_MAGNIFY_LOG2
+    return lo, min(hi, 24)
+
+
+def level_for_web_zoom(levels: Iterable[Level], z: int) -> Level:
+    """The level that best serves web zoom z: the finest whose cells are at least a tile pixel,
+    among the levels whose chunks a tile at z does not over-span."""
+    usable = [lv for lv in levels if z >= lv.tile_zoom - MAX_CHUNK_SPAN_LOG2]
+    if not usable:
+        raise ValueError(f"web zoom {z} is coarser than every level can serve")
+    fine_enough = [lv for lv in usable if lv.cell_zoom <= z + TILE_PX_LOG2]
+    if fine_enough:
+        return max(fine_enough, key=lambda lv: (lv.cell_zoom, -lv.psm_zoom))
+    return min(usable, key=lambda lv: lv.cell_zoom)
+
+
+def lonlat_to_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EPSG:4326 degrees -> EPSG:3857 metres (latitude clipped to the Mercator limit)."""
+    lon = np.asarray(lon, dtype=np.float64)
+    lat = np.clip(np.asarray(lat, dtype=np.float64), -MAX_LATITUDE, MAX_LATITUDE)
+    x = EARTH_RADIUS * np.radians(lon)
+    y = EARTH_RADIUS * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2))
+    return x, y
+
+
+def mercator_y_to_lat(y: np.ndarray) -> np.ndarray:
+    """EPSG:3857 y (m) -> latitude (deg)."""
+    return np.degrees(
+        2 * np.arctan(np.exp(np.asarray(y, dtype=np.float64) / EARTH_RADIUS)) - np.pi / 2
+    )
+
+
+def tiles_for_bbox(bbox: tuple[float, float, float, float], zoom: int) -> tuple[int, int, int, int]:
+    """Inclusive tile range (tx0, tx1, ty0, ty1) at `zoom` covering (west, south, east, north)."""
+    west, south, east, north = bbox
+    if not (-180 <= west < east <= 180 and -90 <= south < north <= 90):
+        raise ValueError(
+            f"invalid bbox {bbox}: need west < east in -180..180 and south < north in -90..90"
+        )
+    south, north = max(south, -MAX_LATITUDE), min(north, MAX_LATITUDE)
+    nw = mercantile.tile(west, north, zoom)
+    # Nudge the south-east corner inwards so a bbox ending exactly on a tile edge does not
+    # pull in the next row/column of tiles.
+    eps = 1e-9
+    se = mercantile.tile(east - eps, south + eps, zoom)
+    return nw.x, se.x, nw.y, se.y

@@ -1,0 +1,448 @@
+"""The embedding store: Zarr v3 (readable with xarray), one group per level (DESIGN §4).
+
+Per level group `psm{z}`:
+  h      (y, x, d) float16  pre-fusion image embedding h_i of each cell
+  valid  (y, x)    bool     imagery present
+  mu0    (y, x, d) float16  optional: fused mean with every metadata component masked
+  c0     (y, x)    float32  optional: sum exp(logvar) of that fused embedding
+  done   (ty, tx)  uint8    1 once a chunk is completely written (the resume marker)
+  x, y, lon, lat            cell-centre coordinates (Web Mercator metres and degrees)
+Chunks are one XYZ tile at the level's tile zoom, so a web tile reads one chunk or a handful.
+Each chunk object is written atomically by the Zarr store and `done` is written last, so a
+killed job leaves no half-written chunk marked complete and a re-run rewrites the same bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from embeddings_store.grid import Level, TileWindow, tiles_for_bbox
+
+SCHEMA_VERSION = 1
+CODE_VERSION = "0.1.0"
+
+
+class StoreError(ValueError):
+    """A store that cannot be opened or written as asked."""
+
+
+class StoreMismatchError(StoreError):
+    """A store built for another model, schema, region or level set."""
+
+
+@dataclass(frozen=True)
+class LevelExtent:
+    """A level and the inclusive XYZ tile range (at its tile zoom) that the store covers."""
+
+    level: Level
+    tx0: int
+    tx1: int
+    ty0: int
+    ty1: int
+
+    @property
+    def cx0(self) -> int:
+        """Global cell column of array column 0."""
+        return self.tx0 * self.level.n
+
+    @property
+    def cy0(self) -> int:
+        """Global cell row of array row 0."""
+        return self.ty0 * self.level.n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of cells."""
+        n = self.level.n
+        return (self.ty1 - self.ty0 + 1) * n, (self.tx1 - self.tx0 + 1) * n
+
+    def tiles(self) -> Iterator[tuple[int, int]]:
+        """Every (tx, ty) chunk tile, row by row."""
+        for ty in range(self.ty0, self.ty1 + 1):
+            for tx in range(self.tx0, self.tx1 + 1):
+                yield tx, ty
+
+    def n_chunks(self) -> int:
+        """Number of chunks."""
+        return (self.tx1 - self.tx0 + 1) * (self.ty1 - self.ty0 + 1)
+
+    def to_json(self) -> dict[str, int]:
+        """Attribute form."""
+        lv = self.level
+        return dict(
+            psm_zoom=lv.psm_zoom,
+            tile_zoom=lv.tile_zoom,
+            n=lv.n,
+            tx0=self.tx0,
+            tx1=self.tx1,
+            ty0=self.ty0,
+            ty1=self.ty1,
+        )
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, int]) -> LevelExtent:
+        """Inverse of `to_json`."""
+        return cls(
+            Level(d["psm_zoom"], d["tile_zoom"], d["n"]), d["tx0"], d["tx1"], d["ty0"], d["ty1"]
+        )
+
+    @classmethod
+    def for_bbox(cls, level: Level, bbox: tuple[float, float, float, float]) -> LevelExtent:
+        """The tiles at the level's tile zoom that cover a lon/lat bbox."""
+        tx0, tx1, ty0, ty1 = tiles_for_bbox(bbox, level.tile_zoom)
+        return cls(level, tx0, tx1, ty0, ty1)
+
+
+@dataclass
+class Window:
+    """Cells read for a tile window; rows/cols outside the store are invalid."""
+
+    h: np.ndarray  # (rows, cols, D) float32
+    valid: np.ndarray  # (rows, cols) bool
+    lat: np.ndarray  # (rows,)
+    lon: np.ndarray  # (cols,)
+    mu0: np.ndarray | None = None  # (rows, cols, D) float32
+    c0: np.ndarray | None = None  # (rows, cols) float32
+
+
+def _open_group(
+    location: str | Path, mode: str, storage_options: dict[str, Any] | None
+) -> zarr.Group:
+    kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
+    if storage_options:
+        kwargs["storage_options"] = storage_options
+    return zarr.open_group(str(location), **kwargs)
+
+
+class EmbeddingStore:
+    """Read and write access to one store. Open with `create` or `open`."""
+
+    def __init__(self, root: zarr.Group, location: str) -> None:
+        self.root = root
+        self.location = location
+        self.attrs: dict[str, Any] = dict(root.attrs)
+        self.extents: dict[int, LevelExtent] = {
+            d["psm_zoom"]: LevelExtent.from_json(d) for d in self.attrs["levels"]
+        }
+        self._arrays: dict[tuple[int, str], zarr.Array] = {}
+        self._lock = threading.Lock()
+
+    # -- creation / opening -----------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        location: str | Path,
+        *,
+        model_id: str,
+        config_name: str,
+        embed_dim: int,
+        levels: list[Level],
+        bbox: tuple[float, float, float, float],
+        imagery: Mapping[str, Any],
+        with_fused: bool = False,
+        overwrite: bool = False,
+        storage_options: dict[str, Any] | None = None,
+    ) -> EmbeddingStore:
+        """Create a store, or reopen an identical one to resume it.
+
+        An existing store built for another model, region, level set or dimension is refused
+        (unless `overwrite`), so a resumed job can never mix embeddings of two models.
+        """
+        if not levels:
+            raise StoreError("at least one level is needed")
+        if len({lv.psm_zoom for lv in levels}) != len(levels):
+            raise StoreError("one level per PSM zoom")
+        extents = [LevelExtent.for_bbox(lv, bbox) for lv in sorted(levels)]
+        wanted = {
+            "schema_version": SCHEMA_VERSION,
+            "model_id": model_id,
+            "config_name": config_name,
+            "embed_dim": int(embed_dim),
+            "levels": [e.to_json() for e in extents],
+            "bounds": [float(v) for v in bbox],
+            "imagery": json.loads(json.dumps(dict(imagery))),
+            "with_fused": bool(with_fused),
+        }
+        if not overwrite and _exists(location, storage_options):
+            store = cls.open(location, storage_options=storage_options, mode="r+")
+            diffs = [k for k, v in wanted.items() if store.attrs.get(k) != v]
+            if diffs:
+                detail = "; ".join(
+                    f"{k}: store has {store.attrs.get(k)!r}, job wants {wanted[k]!r}" for k in diffs
+                )
+                raise StoreMismatchError(
+                    f"{location} already holds a different store ({detail}). Use another path, or "
+                    f"--overwrite to replace it."
+                )
+            return store
+        root = _open_group(location, "w", storage_options)
+        root.attrs.update(
+            {**wanted, "created": dt.datetime.now(dt.UTC).isoformat(), "code_version": CODE_VERSION}
+        )
+        for ext in extents:
+            _create_level(root, ext, embed_dim, with_fused)
+        return cls(root, str(location))
+
+    @classmethod
+    def open(
+        cls,
+        location: str | Path,
+        *,
+        expect_model_id: str | None = None,
+        storage_options: dict[str, Any] | None = None,
+        mode: str = "r",
+    ) -> EmbeddingStore:
+        """Open an existing store; refuse another schema version or another model."""
+        if not _exists(location, storage_options):
+            raise StoreError(
+                f"no embedding store at {location} (build one with `soundscape precompute`)"
+            )
+        try:
+            root = _open_group(location, mode, storage_options)
+        except Exception as exc:  # zarr raises several types for foreign or damaged stores
+            raise StoreError(f"{location} is not a readable Zarr v3 store: {exc}") from exc
+        attrs = dict(root.attrs)
+        version = attrs.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreMismatchError(
+                f"{location} has store schema {version!r}; this code reads schema "
+                f"{SCHEMA_VERSION}. "
+                f"Rebuild it with `soundscape precompute --overwrite`."
+            )
+        if expect_model_id is not None and attrs.get("model_id") != expect_model_id:
+            raise StoreMismatchError(
+                f"{location} was computed with model {attrs.get('model_id')} "
+                f"({attrs.get('config_name')}), but the loaded checkpoint is {expect_model_id}. "
+                f"Serve it with the checkpoint it was built with, or rebuild it: "
+                f"soundscape precompute "
+                f"--checkpoint <ckpt> --store {location} --overwrite"
+            )
+        return cls(root, str(location))
+
+    # -- metadata ---------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        """Model id the embeddings were computed with."""
+        return str(self.attrs["model_id"])
+
+    @property
+    def embed_dim(self) -> int:
+        """Embedding dimension D."""
+        return int(self.attrs["embed_dim"])
+
+    @property
+    def with_fused(self) -> bool:
+        """Whether mu0/c0 (no-metadata fused embeddings) are stored."""
+        return bool(self.attrs.get("with_fused"))
+
+    @property
+    def levels(self) -> list[Level]:
+        """Levels, coarse PSM zoom last."""
+        return [e.level for e in sorted(self.extents.values(), key=lambda e: e.level.psm_zoom)]
+
+    def extent(self, psm_zoom: int) -> LevelExtent:
+        """Extent of the level with this PSM zoom."""
+        if psm_zoom not in self.extents:
+            raise StoreError(
+                f"store has no level for PSM zoom {psm_zoom}; it has {sorted(self.extents)}"
+            )
+        return self.extents[psm_zoom]
+
+    def array(self, psm_zoom: int, name: str) -> zarr.Array:
+        """A level's array (cached handle)."""
+        key = (psm_zoom, name)
+        arr = self._arrays.get(key)
+        if arr is None:
+            with self._lock:
+                arr = self._arrays.get(key)
+                if arr is None:
+                    arr = self.root[f"{self.extent(psm_zoom).level.name}/{name}"]
+                    self._arrays[key] = arr
+        return arr  # type: ignore[return-value]
+
+    # -- writing ----------------------------------------------------------------------------
+    def _chunk_slices(self, psm_zoom: int, tx: int, ty: int) -> tuple[slice, slice]:
+        ext = self.extent(psm_zoom)
+        if not (ext.tx0 <= tx <= ext.tx1 and ext.ty0 <= ty <= ext.ty1):
+            raise StoreError(f"tile {tx},{ty} is outside level psm{psm_zoom}'s extent")
+        n = ext.level.n
+        r0, c0 = (ty - ext.ty0) * n, (tx - ext.tx0) * n
+        return slice(r0, r0 + n), slice(c0, c0 + n)
+
+    def write_chunk(
+        self,
+        psm_zoom: int,
+        tx: int,
+        ty: int,
+        h: np.ndarray,
+        valid: np.ndarray,
+        mu0: np.ndarray | None = None,
+        c0: np.ndarray | None = None,
+    ) -> None:
+        """Write one chunk's cells, then mark it done (the marker is the last write)."""
+        rows, cols = self._chunk_slices(psm_zoom, tx, ty)
+        n, d = self.extent(psm_zoom).level.n, self.embed_dim
+        if h.shape != (n, n, d) or valid.shape != (n, n):
+            raise StoreError(f"chunk shapes {h.shape}/{valid.shape} do not fit ({n}, {n}, {d})")
+        valid = valid.astype(bool)
+        # Invalid cells are stored as zeros so the bytes do not depend on what the imagery
+        # reader left in uncovered pixels.
+        self.array(psm_zoom, "h")[rows, cols, :] = np.where(valid[..., None], h, 0).astype(
+            np.float16
+        )
+        self.array(psm_zoom, "valid")[rows, cols] = valid
+        if self.with_fused:
+            if mu0 is None or c0 is None:
+                raise StoreError("this store keeps fused no-metadata embeddings: pass mu0 and c0")
+            self.array(psm_zoom, "mu0")[rows, cols, :] = np.where(valid[..., None], mu0, 0).astype(
+                np.float16
+            )
+            self.array(psm_zoom, "c0")[rows, cols] = np.where(valid, c0, 0).astype(np.float32)
+        ext = self.extent(psm_zoom)
+        self.array(psm_zoom, "done")[ty - ext.ty0, tx - ext.tx0] = 1
+
+    def done_mask(self, psm_zoom: int) -> np.ndarray:
+        """(tiles_y, tiles_x) bool: chunks completely written."""
+        return np.asarray(self.array(psm_zoom, "done")[:]) == 1
+
+    def pending_tiles(self, psm_zoom: int) -> list[tuple[int, int]]:
+        """Chunk tiles not yet written."""
+        ext = self.extent(psm_zoom)
+        done = self.done_mask(psm_zoom)
+        return [(tx, ty) for tx, ty in ext.tiles() if not done[ty - ext.ty0, tx - ext.tx0]]
+
+    def is_complete(self) -> bool:
+        """Every chunk of every level is written."""
+        return all(self.done_mask(z).all() for z in self.extents)
+
+    # -- reading ----------------------------------------------------------------------------
+    def read_chunk(self, psm_zoom: int, tx: int, ty: int) -> tuple[np.ndarray, np.ndarray]:
+        """(h float16 (n, n, D), valid (n, n)) of one chunk."""
+        rows, cols = self._chunk_slices(psm_zoom, tx, ty)
+        return (
+            np.asarray(self.array(psm_zoom, "h")[rows, cols, :]),
+            np.asarray(self.array(psm_zoom, "valid")[rows, cols]),
+        )
+
+    def read_window(self, window: TileWindow, fused: bool = False) -> Window:
+        """The cells of a tile window as float32; cells outside the store are invalid zeros."""
+        lv = window.level
+        ext = self.extent(lv.psm_zoom)
+        if ext.level != lv:
+            raise StoreError(f"window level {lv} is not the store's level {ext.level}")
+        rows, cols = window.shape
+        d = self.embed_dim
+        h = np.zeros((rows, cols, d), dtype=np.float32)
+        valid = np.zeros((rows, cols), dtype=bool)
+        want_fused = fused and self.with_fused
+        mu0 = np.zeros((rows, cols, d), dtype=np.float32) if want_fused else None
+        c0 = np.zeros((rows, cols), dtype=np.float32) if want_fused else None
+        n_rows, n_cols = ext.shape
+        # Intersect the window with the stored array (array coords = global cells - origin).
+        r0, r1 = max(window.cy0 - ext.cy0, 0), min(window.cy1 - ext.cy0, n_rows)
+        c0_, c1 = max(window.cx0 - ext.cx0, 0), min(window.cx1 - ext.cx0, n_cols)
+        if r0 < r1 and c0_ < c1:
+            dst_r = slice(r0 + ext.cy0 - window.cy0, r1 + ext.cy0 - window.cy0)
+            dst_c = slice(c0_ + ext.cx0 - window.cx0, c1 + ext.cx0 - window.cx0)
+            h[dst_r, dst_c] = self.array(lv.psm_zoom, "h")[r0:r1, c0_:c1, :]
+            valid[dst_r, dst_c] = self.array(lv.psm_zoom, "valid")[r0:r1, c0_:c1]
+            if want_fused:
+                mu0[dst_r, dst_c] = self.array(lv.psm_zoom, "mu0")[r0:r1, c0_:c1, :]  # type: ignore[index]
+                c0[dst_r, dst_c] = self.array(lv.psm_zoom, "c0")[r0:r1, c0_:c1]  # type: ignore[index]
+        cy = np.arange(window.cy0, window.cy1)
+        cx = np.arange(window.cx0, window.cx1)
+        return Window(h, valid, lv.cell_centers_lat(cy), lv.cell_centers_lon(cx), mu0, c0)
+
+    def to_xarray(self, psm_zoom: int):  # -> xarray.Dataset
+        """The level as an xarray Dataset (lazy, dask-backed)."""
+        import xarray as xr
+
+        return xr.open_zarr(
+            self.location, group=self.extent(psm_zoom).level.name, consolidated=False, zarr_format=3
+        )
+
+
+def _exists(location: str | Path, storage_options: dict[str, Any] | None) -> bool:
+    loc = str(location)
+    if "://" not in loc:
+        return (Path(loc) / "zarr.json").exists()
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(loc, **(storage_options or {}))
+    return bool(fs.exists(f"{path.rstrip('/')}/zarr.json"))
+
+
+def _create_level(root: zarr.Group, ext: LevelExtent, dim: int, with_fused: bool) -> None:
+    lv = ext.level
+    g = root.create_group(lv.name)
+    g.attrs.update(ext.to_json())
+    rows, cols = ext.shape
+    n = lv.n
+    g.create_array(
+        "h",
+        shape=(rows, cols, dim),
+        chunks=(n, n, dim),
+        dtype="float16",
+        fill_value=0,
+        dimension_names=["y", "x", "d"],
+        attributes={"coordinates": "lat lon"},
+    )
+    g.create_array(
+        "valid",
+        shape=(rows, cols),
+        chunks=(n, n),
+        dtype="bool",
+        fill_value=False,
+        dimension_names=["y", "x"],
+        attributes={"coordinates": "lat lon"},
+    )
+    if with_fused:
+        g.create_array(
+            "mu0",
+            shape=(rows, cols, dim),
+            chunks=(n, n, dim),
+            dtype="float16",
+            fill_value=0,
+            dimension_names=["y", "x", "d"],
+        )
+        g.create_array(
+            "c0",
+            shape=(rows, cols),
+            chunks=(n, n),
+            dtype="float32",
+            fill_value=0,
+            dimension_names=["y", "x"],
+        )
+    g.create_array(
+        "done",
+        shape=(ext.ty1 - ext.ty0 + 1, ext.tx1 - ext.tx0 + 1),
+        chunks=(1, 1),
+        dtype="uint8",
+        fill_value=0,
+        dimension_names=["ty", "tx"],
+    )
+    cy = np.arange(ext.cy0, ext.cy0 + rows)
+    cx = np.arange(ext.cx0, ext.cx0 + cols)
+    for name, dim_name, values in (
+        ("y", "y", lv.cell_centers_y(cy)),
+        ("x", "x", lv.cell_centers_x(cx)),
+        ("lat", "y", lv.cell_centers_lat(cy)),
+        ("lon", "x", lv.cell_centers_lon(cx)),
+    ):
+        arr = g.create_array(
+            name,
+            shape=values.shape,
+            chunks=values.shape,
+            dtype="float64",
+            dimension_names=[dim_name],
+        )
+        arr[:] = values
