@@ -169,21 +169,23 @@ def web_zoom_range(levels: Iterable[Level]) -> tuple[int, int]:
     levels = list(levels)
     if not levels:
         raise ValueError("no levels")
-    lo = max(min(lv.tile_zoom for lv in levels) - MAX_CHUNK_SPAN_LOG2, 0)
+    lo = min(_min_web_zoom(lv) for lv in levels)
     hi = max(lv.cell_zoom for lv in levels) + MAX_MAGNIFY_LOG2
-    return lo, min(hi, 24)
+    return max(lo, 0), min(hi, 24)
+
+
+def _min_web_zoom(level: Level) -> int:
+    """Coarsest web zoom whose tiles span at most 4 x 4 chunks and 256 x 256 cells of `level`."""
+    return max(level.tile_zoom - MAX_CHUNK_SPAN_LOG2, level.cell_zoom - TILE_PX_LOG2)
 
 
 def level_for_web_zoom(levels: Iterable[Level], z: int) -> Level:
     """The level that best serves web zoom z: the finest whose cells are at least a tile pixel,
     among the levels whose chunks a tile at z does not over-span."""
-    usable = [lv for lv in levels if z >= lv.tile_zoom - MAX_CHUNK_SPAN_LOG2]
+    usable = [lv for lv in levels if z >= _min_web_zoom(lv)]
     if not usable:
         raise ValueError(f"web zoom {z} is coarser than every level can serve")
-    fine_enough = [lv for lv in usable if lv.cell_zoom <= z + TILE_PX_LOG2]
-    if fine_enough:
-        return max(fine_enough, key=lambda lv: (lv.cell_zoom, -lv.psm_zoom))
-    return min(usable, key=lambda lv: lv.cell_zoom)
+    return max(usable, key=lambda lv: (lv.cell_zoom, -lv.psm_zoom))
 
 
 def lonlat_to_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

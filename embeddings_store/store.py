@@ -185,11 +185,13 @@ class EmbeddingStore:
                 )
             return store
         root = _open_group(location, "w", storage_options)
+        for ext in extents:
+            _create_level(root, ext, embed_dim, with_fused)
+        # The attributes go last: a creation killed half-way leaves a store without them,
+        # which `open` refuses instead of resuming into missing levels.
         root.attrs.update(
             {**wanted, "created": dt.datetime.now(dt.UTC).isoformat(), "code_version": CODE_VERSION}
         )
-        for ext in extents:
-            _create_level(root, ext, embed_dim, with_fused)
         return cls(root, str(location))
 
     @classmethod
@@ -293,6 +295,8 @@ class EmbeddingStore:
         n, d = self.extent(psm_zoom).level.n, self.embed_dim
         if h.shape != (n, n, d) or valid.shape != (n, n):
             raise StoreError(f"chunk shapes {h.shape}/{valid.shape} do not fit ({n}, {n}, {d})")
+        if self.with_fused and (mu0 is None or c0 is None):
+            raise StoreError("this store keeps fused no-metadata embeddings: pass mu0 and c0")
         valid = valid.astype(bool)
         # Invalid cells are stored as zeros so the bytes do not depend on what the imagery
         # reader left in uncovered pixels.
@@ -300,9 +304,7 @@ class EmbeddingStore:
             np.float16
         )
         self.array(psm_zoom, "valid")[rows, cols] = valid
-        if self.with_fused:
-            if mu0 is None or c0 is None:
-                raise StoreError("this store keeps fused no-metadata embeddings: pass mu0 and c0")
+        if self.with_fused and mu0 is not None and c0 is not None:
             self.array(psm_zoom, "mu0")[rows, cols, :] = np.where(valid[..., None], mu0, 0).astype(
                 np.float16
             )
