@@ -18,6 +18,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser with every subcommand registered."""
+    from embeddings_store.cli import add_precompute_parser
     from model.cli import add_evaluate_parser, add_import_parser, add_train_parser
 
     parser = argparse.ArgumentParser(
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_import_parser(sub)
+    add_precompute_parser(sub)
     return parser
 
 

@@ -1,0 +1,117 @@
+"""`soundscape precompute`: thin argument parsing over embeddings_store.precompute."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `precompute`."""
+    p = sub.add_parser(
+        "precompute",
+        help="precompute image embeddings h_i for a region into a Zarr store",
+        description="Embed every cell of a region at PSM zoom levels 1/3/5 into a Zarr v3 store. "
+        "Resumable: re-running the same command finishes an interrupted store.",
+    )
+    p.add_argument(
+        "--imagery",
+        required=True,
+        help="GeoTIFF/COG path or URL, or xyz:<template with {z}/{x}/{y}>",
+    )
+    p.add_argument("--checkpoint", required=True, type=Path, help="model .safetensors checkpoint")
+    p.add_argument("--store", required=True, help="output store: folder path or fsspec URL")
+    region = p.add_mutually_exclusive_group(required=True)
+    region.add_argument(
+        "--bbox", help="west,south,east,north in degrees (write --bbox=-125,24,-66,50 for west < 0)"
+    )
+    region.add_argument("--geojson", type=Path, help="GeoJSON (Multi)Polygon region")
+    p.add_argument(
+        "--levels",
+        default="1,3,5",
+        help="PSM zooms (automatic grids) or psm:tile_zoom:n triples, e.g. 1:9:16,5:7:16",
+    )
+    p.add_argument(
+        "--cells-per-tile", type=int, default=16, help="n for automatic grids (power of 2)"
+    )
+    p.add_argument(
+        "--base-footprint",
+        type=float,
+        default=None,
+        help="ground metres of a zoom-1 footprint (default: tile_size x native GSD)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--with-fused",
+        action="store_true",
+        help="also store mu0/c0, the fused embedding with every metadata masked",
+    )
+    p.add_argument("--min-coverage", type=float, default=0.5, help="imagery share for a valid cell")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default=None, help="disk cache for XYZ tile sources")
+    p.add_argument("--storage-options", default=None, help="JSON fsspec options for a remote store")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: in-process)")
+    p.add_argument("--overwrite", action="store_true", help="replace a store built differently")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_precompute)
+
+
+def run_precompute(args: argparse.Namespace) -> int:
+    """Build the spec from arguments and run the job."""
+    from embeddings_store.grid import Level
+    from embeddings_store.precompute import PrecomputeSpec, default_levels, parse_levels, precompute
+    from embeddings_store.region import load_geojson, parse_bbox
+    from model.checkpoint import read_header
+    from model.config import ModelConfig
+
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be at least 1")
+    if not 0.0 < args.min_coverage <= 1.0:
+        raise ValueError("--min-coverage must be in (0, 1]")
+    region = parse_bbox(args.bbox) if args.bbox else load_geojson(args.geojson)
+    config = ModelConfig.model_validate_json(read_header(args.checkpoint)["config"])
+    base = args.base_footprint or config.image.tile_size * config.image.native_gsd
+    if base <= 0:
+        raise ValueError("--base-footprint must be positive")
+    wanted = parse_levels(args.levels)
+    auto = default_levels(base, region, [z for z, t, _ in wanted if t is None], args.cells_per_tile)
+    explicit = [Level(z, t, n) for z, t, n in wanted if t is not None and n is not None]
+    levels = tuple(sorted([*auto, *explicit]))
+    try:
+        options = json.loads(args.storage_options) if args.storage_options else None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--storage-options is not JSON: {exc}") from exc
+    spec = PrecomputeSpec(
+        imagery=args.imagery,
+        checkpoint=str(args.checkpoint),
+        store=args.store,
+        levels=levels,
+        region=region,
+        base_footprint_m=base,
+        batch_size=args.batch_size,
+        with_fused=args.with_fused,
+        device=args.device,
+        min_coverage=args.min_coverage,
+        cache_dir=args.cache_dir,
+        storage_options=options,
+    )
+    for lv in levels:
+        print(
+            f"level psm{lv.psm_zoom}: tile zoom {lv.tile_zoom}, {lv.n}x{lv.n} cells per tile, "
+            f"cell {lv.cell_size / 1000:.2f} km (projected)"
+        )
+    try:
+        report = precompute(
+            spec, overwrite=args.overwrite, scheduler=args.scheduler, progress=not args.no_progress
+        )
+    except OSError as exc:
+        # A full disk or a lost mount: finished chunks stay valid, the rest is redone on re-run.
+        raise OSError(
+            f"writing the store failed ({exc}); fix the cause and re-run to resume"
+        ) from exc
+    print(
+        f"store {report.store}: {report.chunks_computed} of {report.chunks_total} chunks computed "
+        f"now, {report.valid_cells} valid cells; model {report.model_id}"
+    )
+    return 0
