@@ -49,6 +49,12 @@ def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--min-coverage", type=float, default=0.5, help="imagery share for a valid cell")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16"],
+        help="auto: bf16 autocast on CUDA, fp32 on CPU",
+    )
     p.add_argument("--cache-dir", default=None, help="disk cache for XYZ tile sources")
     p.add_argument("--storage-options", default=None, help="JSON fsspec options for a remote store")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: in-process)")
@@ -92,6 +98,7 @@ def run_precompute(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         with_fused=args.with_fused,
         device=args.device,
+        precision=args.precision,
         min_coverage=args.min_coverage,
         cache_dir=args.cache_dir,
         storage_options=options,

@@ -42,6 +42,7 @@ class PrecomputeSpec:
     batch_size: int = 64
     with_fused: bool = False
     device: str = "auto"
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16
     min_coverage: float = 0.5
     cache_dir: str | None = None
     # Torch threads per process. Float reductions can depend on the thread count, so workers use
@@ -54,6 +55,14 @@ class PrecomputeSpec:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+    def use_bf16(self) -> bool:
+        """Whether inference runs under bf16 autocast."""
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.precision == "auto":
+            return self.resolved_device().type == "cuda"
+        return self.precision == "bf16"
 
 
 @dataclass
@@ -168,7 +177,7 @@ class ChunkComputer:
         mu0 = np.zeros((n * n, d), dtype=np.float32) if self.spec.with_fused else None
         c0 = np.zeros(n * n, dtype=np.float32) if self.spec.with_fused else None
         idx = np.flatnonzero(valid.ravel())
-        amp = self.device.type == "cuda"
+        amp = self.spec.use_bf16()
         for start in range(0, len(idx), self.spec.batch_size):
             sel = idx[start : start + self.spec.batch_size]
             x = images[start : start + len(sel)].to(self.device)
