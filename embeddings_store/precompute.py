@@ -249,6 +249,8 @@ def check_region_overlaps(
     """Refuse a region that lies entirely outside the imagery."""
     w, s, e, n = region.bbox
     iw, is_, ie, in_ = imagery_bounds
+    if iw > ie:  # imagery crossing the antimeridian: only the latitudes can be checked cheaply
+        iw, ie = -180.0, 180.0
     if w >= ie or e <= iw or s >= in_ or n <= is_:
         raise ValueError(
             f"the region {region.bbox} lies outside the imagery, which covers "
