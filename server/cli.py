@@ -6,14 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-# Errors a user can cause with bad input: reported as one clear line, never a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,
-    FileNotFoundError,
-    PermissionError,
-    IsADirectoryError,
-    KeyError,
-)
+# Errors from bad input or the environment (missing files, full disk, unreachable hosts):
+# reported as one clear line, never a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
 
 
 def build_parser() -> argparse.ArgumentParser:

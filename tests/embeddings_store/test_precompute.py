@@ -314,3 +314,34 @@ def test_bad_cli_input_is_a_clear_error(
     assert main([*args, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_full_disk_mid_run_is_a_clear_error_and_resumable(
+    reference_store, bluemarble_tif, tiny_checkpoint, tmp_path, monkeypatch, capsys
+):
+    """ENOSPC while writing: one clear line, finished chunks stay valid, a re-run completes."""
+    import errno
+
+    from server.cli import main
+
+    real_write = EmbeddingStore.write_chunk
+    calls = {"n": 0}
+
+    def failing_write(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    store = tmp_path / "full.zarr"
+    args = cli_args(bluemarble_tif, tiny_checkpoint, store)[3:]
+    monkeypatch.setattr(EmbeddingStore, "write_chunk", failing_write)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "re-run to resume" in err
+    assert "Traceback" not in err
+    partial = EmbeddingStore.open(store)
+    assert sum(int(partial.done_mask(z).sum()) for z in partial.extents) == 3
+    monkeypatch.setattr(EmbeddingStore, "write_chunk", real_write)
+    assert main(args) == 0
+    assert chunk_files(store) == chunk_files(reference_store)
