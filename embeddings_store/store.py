@@ -389,40 +389,19 @@ def _create_level(root: zarr.Group, ext: LevelExtent, dim: int, with_fused: bool
     g.attrs.update(ext.to_json())
     rows, cols = ext.shape
     n = lv.n
-    g.create_array(
-        "h",
-        shape=(rows, cols, dim),
-        chunks=(n, n, dim),
-        dtype="float16",
-        fill_value=0,
-        dimension_names=["y", "x", "d"],
-        attributes={"coordinates": "lat lon"},
-    )
-    g.create_array(
-        "valid",
-        shape=(rows, cols),
-        chunks=(n, n),
-        dtype="bool",
-        fill_value=False,
-        dimension_names=["y", "x"],
-        attributes={"coordinates": "lat lon"},
-    )
+    # name -> (dtype, fill, per-cell vector?) ; the schema of DESIGN §4 as data
+    variables = {"h": ("float16", 0, True), "valid": ("bool", False, False)}
     if with_fused:
+        variables |= {"mu0": ("float16", 0, True), "c0": ("float32", 0, False)}
+    for name, (dtype, fill, vector) in variables.items():
         g.create_array(
-            "mu0",
-            shape=(rows, cols, dim),
-            chunks=(n, n, dim),
-            dtype="float16",
-            fill_value=0,
-            dimension_names=["y", "x", "d"],
-        )
-        g.create_array(
-            "c0",
-            shape=(rows, cols),
-            chunks=(n, n),
-            dtype="float32",
-            fill_value=0,
-            dimension_names=["y", "x"],
+            name,
+            shape=(rows, cols, dim) if vector else (rows, cols),
+            chunks=(n, n, dim) if vector else (n, n),
+            dtype=dtype,
+            fill_value=fill,
+            dimension_names=["y", "x", "d"] if vector else ["y", "x"],
+            attributes={"coordinates": "lat lon"},
         )
     g.create_array(
         "done",
