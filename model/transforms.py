@@ -23,7 +23,10 @@ def to_tensor(image: np.ndarray | Tensor) -> Tensor:
     if isinstance(image, Tensor):
         t = image
     else:
-        t = torch.from_numpy(np.ascontiguousarray(image))
+        arr = np.ascontiguousarray(image)
+        if not arr.flags.writeable:  # e.g. decoded tiles; torch refuses read-only buffers
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
         if t.ndim == 3 and t.shape[-1] in (1, 3, 4) and t.shape[0] not in (1, 3, 4):
             t = t.permute(2, 0, 1)
     if t.dtype == torch.uint8:

@@ -345,3 +345,61 @@ def test_full_disk_mid_run_is_a_clear_error_and_resumable(
     monkeypatch.setattr(EmbeddingStore, "write_chunk", real_write)
     assert main(args) == 0
     assert chunk_files(store) == chunk_files(reference_store)
+
+
+@pytest.fixture
+def xyz_server(bluemarble_tif, tmp_path):
+    """XYZ PNG tiles cut from the Blue Marble GeoTIFF, served over HTTP on 127.0.0.1."""
+    import functools
+    import http.server
+    import threading
+
+    import mercantile
+    from PIL import Image
+
+    from embeddings_store.imagery import open_imagery
+
+    root = tmp_path / "tiles"
+    source = open_imagery(str(bluemarble_tif))
+    zoom = 7
+    for t in mercantile.tiles(BBOX[0] - 1, BBOX[1] - 1, BBOX[2] + 1, BBOX[3] + 1, zoom):
+        b = mercantile.xy_bounds(t)
+        img, _ = source.read((b.left, b.bottom, b.right, b.top), 256)
+        out = root / str(t.z) / str(t.x)
+        out.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(out / f"{t.y}.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None  # type: ignore[assignment]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{{z}}/{{x}}/{{y}}.png"
+    server.shutdown()
+    server.server_close()
+
+
+def test_xyz_source_over_http_produces_a_store(
+    xyz_server, reference_store, tiny_checkpoint, tmp_path
+):
+    store = tmp_path / "xyz.zarr"
+    spec = make_spec(
+        f"xyz:{xyz_server}#maxzoom=7",
+        tiny_checkpoint,
+        store,
+        with_fused=True,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    precompute(spec, progress=False)
+    xyz, ref = EmbeddingStore.open(store), EmbeddingStore.open(reference_store)
+    assert xyz.is_complete() and xyz.attrs["imagery"]["kind"] != ref.attrs["imagery"]["kind"]
+    for lv in LEVELS:
+        v_xyz = np.asarray(xyz.array(lv.psm_zoom, "valid")[:])
+        v_ref = np.asarray(ref.array(lv.psm_zoom, "valid")[:])
+        both = v_xyz & v_ref
+        assert both.sum() > 0.9 * v_ref.sum()
+        h_xyz = np.asarray(xyz.array(lv.psm_zoom, "h")[:], dtype=np.float32)[both]
+        h_ref = np.asarray(ref.array(lv.psm_zoom, "h")[:], dtype=np.float32)[both]
+        # Same imagery through another path (tiles + resampling): nearly the same embeddings.
+        rel = np.linalg.norm(h_xyz - h_ref, axis=1) / np.linalg.norm(h_ref, axis=1)
+        assert np.median(rel) < 0.05
+    assert any((tmp_path / "cache").rglob("*.png"))
