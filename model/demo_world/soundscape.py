@@ -189,7 +189,8 @@ def _place_factors(feats: dict[str, np.ndarray], lat: np.ndarray) -> np.ndarray:
     landness = np.where(land, 1.0, np.exp(-coast / 2.0))
     near_coast = np.exp(-coast / 3.0)
 
-    f = np.empty((lat.size, N_CLASSES))
+    # zeros, not empty: the waves/wind/rain columns are only filled after the landness scaling
+    f = np.zeros((lat.size, N_CLASSES))
     f[:, C["songbirds"]] = _HAB["songbirds"][lc] * (1 - 0.5 * u**2)
     f[:, C["insects"]] = _HAB["insects"][lc] * (1 - 0.7 * u)
     f[:, C["frogs"]] = (0.4 * _HAB["frogs"][lc] + fw) * (1 - 0.8 * u)
