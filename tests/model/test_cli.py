@@ -21,25 +21,17 @@ def soundscape(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     )
 
 
+def train_in(workdir, steps: int) -> subprocess.CompletedProcess:
+    """A tiny `soundscape train` run (same settings every time, so a second call resumes)."""
+    return soundscape("train", "--config", "test", "--dataset-args", SMALL_DATA, "--workdir",
+                      str(workdir), "--steps", str(steps), "--batch-size", "8", "--lr", "1e-3",
+                      "--no-progress")  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("run")
-    out = soundscape(
-        "train",
-        "--config",
-        "test",
-        "--dataset-args",
-        SMALL_DATA,
-        "--workdir",
-        str(workdir),
-        "--steps",
-        "4",
-        "--batch-size",
-        "8",
-        "--lr",
-        "1e-3",
-        "--no-progress",
-    )
+    out = train_in(workdir, steps=4)
     assert out.returncode == 0, out.stderr
     return workdir, out
 
@@ -52,22 +44,7 @@ def test_train_writes_a_checkpoint_and_reports_the_loss(trained):
 
 def test_train_resumes_from_the_workdir(trained):
     workdir, _ = trained
-    out = soundscape(
-        "train",
-        "--config",
-        "test",
-        "--dataset-args",
-        SMALL_DATA,
-        "--workdir",
-        str(workdir),
-        "--steps",
-        "6",
-        "--batch-size",
-        "8",
-        "--lr",
-        "1e-3",
-        "--no-progress",
-    )
+    out = train_in(workdir, steps=6)
     assert out.returncode == 0, out.stderr
     assert "resumed from step 4" in out.stdout and "trained 6 steps" in out.stdout
 
