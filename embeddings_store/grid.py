@@ -102,9 +102,20 @@ class Level:
         """
         x = float(self.cell_centers_x([cx])[0])
         y = float(self.cell_centers_y([cy])[0])
-        lat = math.radians(float(mercator_y_to_lat(np.array([y]))[0]))
-        half = 0.5 * self.psm_zoom * base_footprint_m / math.cos(lat)
-        return x - half, y - half, x + half, y + half
+        return footprint_around(x, y, self.psm_zoom, base_footprint_m)
+
+
+def footprint_around(
+    x: float, y: float, psm_zoom: int, base_footprint_m: float
+) -> tuple[float, float, float, float]:
+    """EPSG:3857 bounds of a `psm_zoom * base_footprint_m` ground-metre square centred at (x, y).
+
+    Shared by precompute and the demo dataset, so training images and stored cells are framed
+    identically.
+    """
+    lat = math.radians(float(mercator_y_to_lat(np.array([y]))[0]))
+    half = 0.5 * psm_zoom * base_footprint_m / math.cos(lat)
+    return x - half, y - half, x + half, y + half
 
 
 @dataclass(frozen=True)

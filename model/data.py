@@ -106,6 +106,101 @@ def collate(
     )
 
 
+class CachedCollator:
+    """Collates training batches, computing each index's audio features, text tokens and
+    metadata once and keeping them (audio features as float16) for later epochs.
+
+    A sample's audio and caption do not depend on the zoom level, so only its image is read per
+    step. A dataset may offer `image(index, zoom)` to skip building the audio of cached indices.
+    """
+
+    def __init__(
+        self,
+        dataset: SoundscapeDataset,
+        audio_features: Callable[[Sequence[np.ndarray], int], dict[str, Tensor]],
+        tokenize: Callable[[Sequence[str]], dict[str, Tensor]],
+        image_size: int,
+    ) -> None:
+        self.dataset = dataset
+        self.audio_features = audio_features
+        self.tokenize = tokenize
+        self.image_size = image_size
+        self._audio: dict[int, dict[str, Tensor]] = {}
+        self._text: dict[int, dict[str, Tensor]] = {}
+        self._meta: dict[int, tuple[float, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._meta)
+
+    def _fill(self, samples: dict[int, Sample]) -> None:
+        """Compute and keep the zoom-independent parts of newly seen samples."""
+        if not samples:
+            return
+        idx = list(samples)
+        proto = [samples[i] for i in idx]
+        for rate in sorted({s.sample_rate for s in proto}):
+            rows = [r for r, s in enumerate(proto) if s.sample_rate == rate]
+            feats = self.audio_features([proto[r].audio for r in rows], rate)
+            for j, r in enumerate(rows):
+                self._audio[idx[r]] = _compact({k: v[j : j + 1] for k, v in feats.items()})
+        # Captions repeat a lot (templates): tokenise each distinct string once.
+        distinct = sorted({s.caption for s in proto})
+        toks = self.tokenize(distinct)
+        where = {c: r for r, c in enumerate(distinct)}
+        for s_idx, s in zip(idx, proto, strict=True):
+            r = where[s.caption]
+            self._text[s_idx] = {k: v[r : r + 1].clone() for k, v in toks.items()}
+            self._meta[s_idx] = tuple(
+                np.nan if v is None else float(v)
+                for v in (s.lat, s.lon, s.month, s.hour, s.asource, s.tsource)
+            )
+
+    def __call__(
+        self, indices: Sequence[int], zooms: Sequence[int], generator: torch.Generator | None
+    ) -> Batch:
+        """The batch of `indices` at `zooms`, augmented when a generator is given."""
+        fresh: dict[int, Sample] = {}
+        images = []
+        for i, z in zip(indices, zooms, strict=True):
+            i, z = int(i), int(z)
+            if i in self._meta and hasattr(self.dataset, "image"):
+                img = self.dataset.image(i, z)  # type: ignore[attr-defined]
+            else:
+                s = self.dataset.sample(i, z)
+                if i not in self._meta:
+                    fresh[i] = s
+                img = s.image
+            t = to_tensor(img)
+            images.append(
+                train_transform(t, self.image_size, generator)
+                if generator
+                else eval_transform(t, self.image_size)
+            )
+        self._fill(fresh)
+        keys = [int(i) for i in indices]
+        audio = {
+            k: torch.cat([self._audio[i][k] for i in keys]).float()
+            if self._audio[keys[0]][k].is_floating_point()
+            else torch.cat([self._audio[i][k] for i in keys])
+            for k in self._audio[keys[0]]
+        }
+        text = {k: torch.cat([self._text[i][k] for i in keys]) for k in self._text[keys[0]]}
+        cols = np.array([self._meta[i] for i in keys], dtype=np.float64)
+        meta = make_metadata(*(cols[:, j] for j in range(6)))
+        return Batch(
+            images=torch.stack(images),
+            zoom=torch.as_tensor([int(z) for z in zooms], dtype=torch.float32),
+            audio=audio,
+            text=text,
+            metadata=meta,
+        )
+
+
+def _compact(feats: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Float features stored as float16 (halves the cache); other tensors kept as they are."""
+    return {k: v.half() if v.is_floating_point() else v.clone() for k, v in feats.items()}
+
+
 class SyntheticDataset:
     """Random-but-learnable pairs: each of `n_classes` classes has its own image texture, tone,
     caption words and home region, so a model can learn the cross-modal matching quickly.

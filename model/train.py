@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
-from model.data import Batch, SoundscapeDataset, collate
+from model.data import Batch, CachedCollator, SoundscapeDataset, collate
 from model.losses import combine_pair_losses
 from model.metadata import apply_metadata_drop
 from model.psm import PSM
@@ -47,6 +48,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     device: str = "auto"
     amp: bool = True  # bf16 autocast, used on CUDA only
+    # Keep each sample's audio features and text tokens after their first use (they do not
+    # depend on the zoom level); costs memory, saves recomputing them every epoch.
+    cache_features: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     def resolved_device(self) -> torch.device:
@@ -115,6 +119,16 @@ class Trainer:
         )
         self.step = 0
         self.losses: list[float] = []
+        self.collator = (
+            CachedCollator(
+                dataset,
+                model.audio_tower.features,
+                model.text_tower.tokenize,
+                model.config.image.img_size,
+            )
+            if cfg.cache_features
+            else None
+        )
 
     # -- state ------------------------------------------------------------------------------
     def save_state(self) -> Path:
@@ -160,16 +174,18 @@ class Trainer:
         cfg = self.cfg
         idx = batch_indices(len(self.dataset), cfg.batch_size, cfg.seed, step)
         zooms = step_rng(cfg.seed, step, 1).choice(cfg.zooms, size=len(idx))
-        samples = [self.dataset.sample(int(i), int(z)) for i, z in zip(idx, zooms, strict=True)]
         gen = torch.Generator().manual_seed(int(step_rng(cfg.seed, step, 2).integers(2**62)))
-        batch = collate(
-            samples,
-            [int(z) for z in zooms],
-            self.model.audio_tower.features,
-            self.model.text_tower.tokenize,
-            self.model.config.image.img_size,
-            generator=gen,
-        )
+        if self.collator is not None:
+            batch = self.collator(idx, zooms, gen)
+        else:
+            batch = collate(
+                [self.dataset.sample(int(i), int(z)) for i, z in zip(idx, zooms, strict=True)],
+                [int(z) for z in zooms],
+                self.model.audio_tower.features,
+                self.model.text_tower.tokenize,
+                self.model.config.image.img_size,
+                generator=gen,
+            )
         batch.metadata = apply_metadata_drop(
             batch.metadata, cfg.meta_droprate, step_rng(cfg.seed, step, 3)
         )
@@ -211,20 +227,31 @@ class Trainer:
             dynamic_ncols=True,
         )
         t0, seen = time.perf_counter(), 0
-        while self.step < self.cfg.steps:
-            batch = self.make_batch(self.step)
-            loss, _ = self.train_step(batch)
-            self.losses.append(loss)
-            self.step += 1
-            seen += len(batch)
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{loss:.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}"
-            )
-            if on_step:
-                on_step(self.step, loss)
-            if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
-                self.save_state()
+        # The next batch is built in a background thread while this step trains: data work is
+        # mostly single-threaded numpy, so it overlaps with torch's compute. Batches depend only
+        # on their step number, so prefetching changes nothing in the results.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="batches")
+        try:
+            first = self.step
+            pending = pool.submit(self.make_batch, first) if first < self.cfg.steps else None
+            while pending is not None:
+                batch = pending.result()
+                nxt = self.step + 1
+                pending = pool.submit(self.make_batch, nxt) if nxt < self.cfg.steps else None
+                loss, _ = self.train_step(batch)
+                self.losses.append(loss)
+                self.step += 1
+                seen += len(batch)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{loss:.4f}", samples_s=f"{seen / (time.perf_counter() - t0):.1f}"
+                )
+                if on_step:
+                    on_step(self.step, loss)
+                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
+                    self.save_state()
+        finally:
+            pool.shutdown(cancel_futures=True)
         bar.close()
         return self.losses
 

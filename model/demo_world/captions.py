@@ -269,3 +269,23 @@ def caption(
         second = (first + 1 + int(rng.integers(len(tags) - 1))) % len(tags)
         return f"{tags[first]}, {tags[second]}"
     return tags[first]
+
+
+# One free-form map query per class, worded unlike any training caption (tests that the frozen
+# sentence encoder lets queries generalise beyond the templates).
+CLASS_QUERIES: tuple[str, ...] = (
+    "songbirds singing at sunrise",
+    "cicadas and crickets on a warm night",
+    "frogs calling from a marsh",
+    "cattle and sheep on a farm",
+    "a rooster crowing in a village",
+    "busy road with cars and trucks",
+    "police sirens and honking horns",
+    "a crowd of people chatting",
+    "a construction site with machinery",
+    "surf breaking on a beach",
+    "strong wind in open country",
+    "a thunderstorm with heavy rain",
+    "church bells ringing",
+    "a brook flowing over rocks",
+)

@@ -388,15 +388,32 @@ def _draw(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return np.minimum((cdf <= u).sum(axis=1), probs.shape[1] - 1)
 
 
-def _location_pools(layers: GeoLayers) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(cell ids, cumulative weights) for land, coastal and sea sampling (memoised)."""
-    cached = layers.cache.get("location_pools")
+Bbox = tuple[float, float, float, float]
+
+
+def _location_pools(
+    layers: GeoLayers, bbox: Bbox | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(cell ids, cumulative weights) for land, coastal and sea sampling (memoised per bbox)."""
+    key = ("location_pools", bbox)
+    cached = layers.cache.get(key)
     if cached is not None:
         return cached
     rows = np.arange(layers.land.shape[0])
     lat_row = 90.0 - layers.res_deg * (rows + 0.5)
     area = np.broadcast_to(np.cos(np.deg2rad(lat_row))[:, None], layers.land.shape)
     inhabited = (lat_row > -60.0)[:, None]  # Antarctica has (almost) no recordings
+    if bbox is not None:
+        west, south, east, north = bbox
+        if not (west < east and south < north):
+            raise ValueError(f"bbox must be (west, south, east, north), got {bbox}")
+        cols = np.arange(layers.land.shape[1])
+        lon_col = -180.0 + layers.res_deg * (cols + 0.5)
+        inhabited = (
+            inhabited
+            & ((lat_row >= south) & (lat_row <= north))[:, None]
+            & ((lon_col >= west) & (lon_col <= east))[None, :]
+        )
     pools = []
     # Recordings cluster where people are: weight land by area and urban density.
     land = layers.land & inhabited
@@ -408,23 +425,32 @@ def _location_pools(layers: GeoLayers) -> list[tuple[np.ndarray, np.ndarray]]:
         if extra is not None:
             w = w * extra.reshape(-1)[ids]
         pools.append((ids, np.cumsum(w, dtype=np.float64)))
-    layers.cache["location_pools"] = pools
+    if all(ids.size == 0 for ids, _ in pools):
+        raise ValueError(f"the region {bbox} has no land, coast or sea cells to sample")
+    layers.cache[key] = pools
     return pools
 
 
-def sample_world(layers: GeoLayers, n: int, seed: int) -> dict[str, np.ndarray]:
+def sample_world(
+    layers: GeoLayers, n: int, seed: int, bbox: Bbox | None = None
+) -> dict[str, np.ndarray]:
     """Draw n recordings: place, month, hour (-1 unknown), class, audio and caption source.
 
     Places are 80% land (weighted towards towns), 13% within 10 km of a coast and 7% at sea
-    (within 300 km of land); the class is drawn from class_distribution at the true hour, which
-    Freesound recordings (and 3% of the others) then lose.
+    (within 300 km of land), optionally only inside `bbox` (west, south, east, north); the class
+    is drawn from class_distribution at the true hour, which Freesound recordings (and 3% of the
+    others) then lose.
     """
     rng = np.random.default_rng(seed)
-    pools = _location_pools(layers)
-    comp = _draw(rng, np.broadcast_to(np.array([0.80, 0.13, 0.07]), (n, 3)))
+    pools = _location_pools(layers, bbox)
+    # Inland regions have no coast or sea: their share goes to the pools that exist.
+    mix = np.array([0.80, 0.13, 0.07]) * [ids.size > 0 for ids, _ in pools]
+    comp = _draw(rng, np.broadcast_to(mix / mix.sum(), (n, 3)))
     cell = np.empty(n, np.int64)
     for k, (ids, cum) in enumerate(pools):
         sel = np.flatnonzero(comp == k)
+        if sel.size == 0:  # drawing nothing leaves the generator's state as it was
+            continue
         u = rng.random(sel.size) * cum[-1]
         cell[sel] = ids[np.minimum(np.searchsorted(cum, u, side="right"), ids.size - 1)]
     row, col = np.divmod(cell, layers.land.shape[1])
@@ -448,6 +474,16 @@ def sample_world(layers: GeoLayers, n: int, seed: int) -> dict[str, np.ndarray]:
         "audio_source": source.astype(np.int64),
         "caption_source": caption.astype(np.int64),
     }
+
+
+def class_posterior(probs: np.ndarray, audio_source: np.ndarray) -> np.ndarray:
+    """p(class | place, time, audio source): the world's distribution times P(source | class).
+
+    This is what an ideal model that sees all of a recording's metadata knows about its class
+    (the caption source depends on the audio source only, so it adds nothing).
+    """
+    post = np.asarray(probs) * _SOURCE_GIVEN_CLASS[:, np.asarray(audio_source)].T
+    return post / post.sum(axis=1, keepdims=True)
 
 
 def split_of(lat: np.ndarray, lon: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,259 @@
+"""Builds the demo: world files, the trained demo model, its evaluation, and the demo store.
+
+Every step is skipped when its output exists and resumes when it was interrupted (training
+resumes from its last trainer state, the store from its done chunks), so `soundscape demo` is
+cheap the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embeddings_store.demo_dataset import DemoWorldDataset, DemoWorldSpec
+from model.demo_world.geo import GeoLayers, write_bluemarble_geotiff
+from model.demo_world.paths import DemoPaths
+from model.train import TrainConfig
+
+# The demo map's default region: the contiguous USA, as in the paper's figures.
+DEMO_STORE_BBOX: tuple[float, float, float, float] = (-125.0, 24.0, -66.5, 49.5)
+
+
+@dataclass(frozen=True)
+class DemoRecipe:
+    """Everything that defines the demo model: world, architecture and optimisation."""
+
+    config: str = "demo"
+    world: DemoWorldSpec = field(default_factory=DemoWorldSpec)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=700,
+            batch_size=128,
+            lr=1e-3,
+            weight_decay=0.05,
+            restart_period=700,
+            checkpoint_every=50,
+            cache_features=True,
+            seed=56,
+        )
+    )
+
+
+Log = Callable[[str], None]
+
+
+def ensure_world_files(paths: DemoPaths, log: Log = print) -> GeoLayers:
+    """Geo layers (cached) and the Blue Marble GeoTIFF the demo reads imagery from."""
+    t0 = time.perf_counter()
+    layers = GeoLayers.load(paths.root)
+    if not paths.imagery.exists():
+        write_bluemarble_geotiff(paths.imagery)
+    log(f"world files ready in {time.perf_counter() - t0:.1f} s ({paths.root})")
+    return layers
+
+
+def demo_datasets(
+    paths: DemoPaths,
+    layers: GeoLayers,
+    recipe: DemoRecipe,
+    splits: tuple[str, ...] = ("train", "test"),
+    progress: bool = True,
+) -> dict[str, DemoWorldDataset]:
+    """The demo world's splits, with footprints rendered (or loaded from the cache)."""
+    from model.config import load_config
+
+    img = load_config(recipe.config).image
+    return {
+        split: DemoWorldDataset(
+            split,
+            recipe.world,
+            layers,
+            paths.imagery,
+            read_px=img.tile_size,
+            base_footprint_m=img.tile_size * img.native_gsd,
+            cache_dir=paths.samples,
+            progress=progress,
+        )
+        for split in splits
+    }
+
+
+def train_demo_model(
+    paths: DemoPaths,
+    dataset: DemoWorldDataset,
+    recipe: DemoRecipe,
+    progress: bool = True,
+    log: Log = print,
+) -> tuple[Path, str]:
+    """Train (or resume training) the demo model and export it; returns (checkpoint, model id)."""
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.psm import PSM
+    from model.train import Trainer
+
+    torch.manual_seed(recipe.train.seed)
+    model = PSM(load_config(recipe.config))
+    trainer = Trainer(model, dataset, recipe.train, paths.train_dir)
+    if trainer.try_resume():
+        log(f"resuming training at step {trainer.step} of {recipe.train.steps}")
+    t0 = time.perf_counter()
+    trainer.train(progress=progress)
+    log(f"trained {recipe.train.steps} steps ({time.perf_counter() - t0:.0f} s this run)")
+    mid = save_checkpoint(trainer.model.cpu().eval(), paths.checkpoint)
+    (paths.train_dir / "losses.json").write_text(json.dumps(trainer.losses))
+    return paths.checkpoint, mid
+
+
+def oracle_similarity(dataset: DemoWorldDataset) -> np.ndarray:
+    """I2A oracle: image i scores audio j by the world's probability of j's class at i."""
+    return dataset.probs[:, dataset.labels]
+
+
+def build_demo_store(
+    paths: DemoPaths,
+    bbox: tuple[float, float, float, float] = DEMO_STORE_BBOX,
+    progress: bool = True,
+    log: Log = print,
+) -> Path:
+    """Precompute (or finish) the demo store over `bbox` at PSM zoom 1, 3 and 5, with mu0/c0."""
+    from embeddings_store.precompute import PrecomputeSpec, default_levels, precompute
+    from embeddings_store.region import Region
+    from model.checkpoint import read_header
+    from model.config import ModelConfig
+
+    config = ModelConfig.model_validate_json(read_header(paths.checkpoint)["config"])
+    region = Region(bbox)
+    base = config.image.tile_size * config.image.native_gsd
+    spec = PrecomputeSpec(
+        imagery=str(paths.imagery),
+        checkpoint=str(paths.checkpoint),
+        store=str(paths.store),
+        levels=default_levels(base, region),
+        region=region,
+        with_fused=True,
+    )
+    t0 = time.perf_counter()
+    # A store built for another model (e.g. after retraining) is rebuilt, not refused: the demo
+    # owns its cache folder.
+    report = precompute(spec, overwrite=_store_is_stale(paths), progress=progress)
+    log(
+        f"demo store ready: {report.valid_cells:,} new cells in {report.chunks_computed} chunks, "
+        f"{time.perf_counter() - t0:.0f} s ({paths.store})"
+    )
+    return paths.store
+
+
+def _store_is_stale(paths: DemoPaths) -> bool:
+    """True when the demo store exists but was built for a different checkpoint."""
+    from embeddings_store.store import EmbeddingStore, StoreError
+    from model.checkpoint import read_header
+
+    if not paths.store.exists():
+        return False
+    try:
+        store = EmbeddingStore.open(paths.store)
+    except StoreError:
+        return True
+    return store.model_id != read_header(paths.checkpoint)["model_id"]
+
+
+def packaged_checkpoint() -> Path:
+    """The demo model shipped with the package (trained by `make demo-model`)."""
+    from importlib import resources
+
+    return Path(str(resources.files("model") / "weights" / "demo.safetensors"))
+
+
+def ensure_checkpoint(
+    paths: DemoPaths,
+    layers: GeoLayers,
+    recipe: DemoRecipe,
+    retrain: bool = False,
+    progress: bool = True,
+    log: Log = print,
+) -> Path:
+    """The demo checkpoint in the cache: kept, copied from the package, or trained here."""
+    import shutil
+
+    if paths.checkpoint.exists() and not retrain:
+        return paths.checkpoint
+    shipped = packaged_checkpoint()
+    if not retrain and shipped.exists():
+        paths.root.mkdir(parents=True, exist_ok=True)
+        tmp = paths.checkpoint.with_name(f".{paths.checkpoint.name}.tmp")
+        shutil.copyfile(shipped, tmp)
+        tmp.replace(paths.checkpoint)
+        log(f"demo model: the packaged checkpoint ({shipped.name})")
+        return paths.checkpoint
+    log("training the demo model (resumable; about 15-20 min on 2 CPU cores)")
+    data = demo_datasets(paths, layers, recipe, splits=("train",), progress=progress)
+    checkpoint, mid = train_demo_model(paths, data["train"], recipe, progress=progress, log=log)
+    log(f"demo model {mid} written to {checkpoint}")
+    return checkpoint
+
+
+def evaluate_demo(
+    paths: DemoPaths,
+    layers: GeoLayers,
+    recipe: DemoRecipe,
+    n_test: int = 2000,
+    progress: bool = True,
+    log: Log = print,
+) -> dict[str, object]:
+    """Retrieval (with the oracle) and map correctness of the demo; written to the cache."""
+    from embeddings_store.demo_quality import map_report, retrieval_report
+    from embeddings_store.store import EmbeddingStore
+    from model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(paths.checkpoint)
+    test = demo_datasets(paths, layers, recipe, splits=("test",), progress=progress)["test"]
+    t0 = time.perf_counter()
+    retrieval = retrieval_report(model, test, n_test)
+    store = EmbeddingStore.open(paths.store, expect_model_id=model.model_id)
+    maps = map_report(model, store, layers, psm_zoom=1)
+    result = {
+        "model_id": model.model_id,
+        "retrieval": retrieval.to_json(),
+        "map": maps.to_json(),
+        "seconds": time.perf_counter() - t0,
+    }
+    out = paths.root / "evaluation.json"
+    out.write_text(json.dumps(result, indent=2))
+    (paths.root / "evaluation.md").write_text(format_evaluation(result))
+    log(f"evaluation written to {out}")
+    return result
+
+
+def format_evaluation(result: dict[str, object]) -> str:
+    """Markdown tables: the paper-style retrieval table with oracle rows, and map correctness."""
+    from model.evaluate import EvalRow, format_table
+
+    ret = result["retrieval"]
+    maps = result["map"]
+    assert isinstance(ret, dict) and isinstance(maps, dict)
+    rows = [EvalRow(**r) for r in ret["rows"]]
+    o = ret["oracle"]
+    lines = [format_table(rows, int(ret["n"])), ""]
+    lines.append("| reference | I2A R@10% | I2A MR | A2I R@10% | A2I MR |")
+    lines.append("|---|---:|---:|---:|---:|")
+    oracles = (("metadata", "oracle (place, time, source)"), ("place_only", "oracle (place)"))
+    for key, label in oracles:
+        lines.append(
+            f"| {label} | {o[f'{key}_i2a_recall']:.3f} | {o[f'{key}_i2a_median_rank']:g} | "
+            f"{o[f'{key}_a2i_recall']:.3f} | {o[f'{key}_a2i_median_rank']:g} |"
+        )
+    lines.append("| random | 0.100 | | 0.100 | |")
+    lines += ["", f"Map correctness, PSM zoom {maps['psm_zoom']}, {maps['n_cells']:,} cells:", ""]
+    lines.append("| class | ROC-AUC (likely here) | right hour > wrong hour |")
+    lines.append("|---|---:|---:|")
+    for name, auc in maps["auc"].items():
+        wins = maps["hour_wins"].get(name)
+        lines.append(f"| {name} | {auc:.3f} | {'' if wins is None else f'{wins:.0%}'} |")
+    lines.append(f"| **mean** | **{maps['mean_auc']:.3f}** | **{maps['mean_hour_wins']:.0%}** |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,215 @@
+"""The demo world as a `SoundscapeDataset`: GeoSound-like samples with known ground truth.
+
+Images are read through the same imagery reader and footprint framing as the precompute job
+(Blue Marble GeoTIFF, `footprint_around`), so the demo model sees at training time exactly what
+it sees in the store. That is why this dataset lives here and not in `model/`: the imagery
+reader belongs to this layer.
+
+Footprints for every sample and PSM zoom are rendered once and cached as a .npy file keyed by
+everything that affects them; audio and captions are synthesised on demand from seeded RNGs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from embeddings_store.grid import footprint_around, lonlat_to_mercator
+from model.data import SPLITS, Sample
+from model.demo_world.audio import synthesize, synthesize_mixture
+from model.demo_world.captions import caption
+from model.demo_world.geo import GeoLayers
+from model.demo_world.soundscape import class_distribution, sample_world, split_of
+from model.transforms import PSM_ZOOM_LEVELS
+
+# North America around the contiguous USA (the paper's map figures), with coasts and sea.
+DEMO_TRAIN_BBOX: tuple[float, float, float, float] = (-130.0, 20.0, -60.0, 55.0)
+RENDER_VERSION = 1  # bump when the rendering below changes, so old caches are not reused
+
+
+@dataclass(frozen=True)
+class DemoWorldSpec:
+    """What defines a demo world's samples (everything that changes them is in here)."""
+
+    seed: int = 0
+    n_samples: int = 30000  # drawn in the region, then split 80/10/10 by 1 deg cells
+    bbox: tuple[float, float, float, float] = DEMO_TRAIN_BBOX
+    clip_seconds: float = 3.0
+    sample_rate: int = 16000
+    mixture_rate: float = 0.5  # share of clips that mix in quieter sounds of the same place
+
+    def key(self) -> str:
+        """Short content hash used in cache file names."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class DemoWorldDataset:
+    """One split of the demo world; `sample(i, zoom)` is deterministic in (spec, split, i)."""
+
+    def __init__(
+        self,
+        split: str,
+        spec: DemoWorldSpec,
+        layers: GeoLayers,
+        imagery: str | Path,
+        read_px: int,
+        base_footprint_m: float,
+        cache_dir: str | Path | None = None,
+        progress: bool = False,
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.split, self.spec, self.layers = split, spec, layers
+        self.imagery_path = Path(imagery)
+        self.read_px, self.base_footprint_m = read_px, float(base_footprint_m)
+        world = sample_world(layers, spec.n_samples, spec.seed, spec.bbox)
+        keep = np.flatnonzero(split_of(world["lat"], world["lon"], spec.seed) == split)
+        self.world = {k: v[keep] for k, v in world.items()}
+        self.world_index = keep  # position in the full draw: seeds each sample's audio/caption
+        self.place_features = layers.sample(self.world["lat"], self.world["lon"])
+        feats = self.place_features
+        # The true class distribution at each sample's place and time (for mixtures and the
+        # oracle); unknown hours are averaged over, as the sample's metadata lacks them.
+        self.probs = class_distribution(
+            feats, self.world["lat"], self.world["month"], self.world["hour"]
+        )
+        self.images = self._rendered(cache_dir, progress)
+
+    def __len__(self) -> int:
+        return int(self.world_index.size)
+
+    @cached_property
+    def place_probs(self) -> np.ndarray:
+        """(N, 14) class distribution at each sample's place, averaged over months and hours."""
+        return class_distribution(self.place_features, self.world["lat"], None, None)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class index of every sample."""
+        return self.world["class_index"]
+
+    def _cache_file(self, cache_dir: Path) -> Path:
+        stat = self.imagery_path.stat()
+        key = {
+            "spec": self.spec.key(),
+            "split": self.split,
+            "px": self.read_px,
+            "footprint": self.base_footprint_m,
+            # Size and modification time identify the imagery file (it is rewritten, not edited).
+            "imagery": [stat.st_size, stat.st_mtime_ns],
+            "version": RENDER_VERSION,
+        }
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        return cache_dir / f"footprints-{self.split}-{digest}.npy"
+
+    def _rendered(self, cache_dir: str | Path | None, progress: bool) -> np.ndarray:
+        """(N, zooms, px, px, 3) uint8 footprints, from the cache file or rendered now."""
+        path = self._cache_file(Path(cache_dir)) if cache_dir is not None else None
+        if path is not None and path.exists():
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape[:2] == (len(self), len(PSM_ZOOM_LEVELS)):
+                return arr
+        arr = render_footprints(
+            self.imagery_path,
+            self.world["lat"],
+            self.world["lon"],
+            self.read_px,
+            self.base_footprint_m,
+            progress=progress,
+            label=f"render {self.split} footprints",
+        )
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr)
+            os.replace(tmp, path)
+        return arr
+
+    def image(self, index: int, zoom: int) -> np.ndarray:
+        """Footprint of sample `index` at PSM zoom `zoom` (HWC uint8)."""
+        if zoom not in PSM_ZOOM_LEVELS:
+            raise ValueError(f"PSM zoom level must be one of {PSM_ZOOM_LEVELS}, got {zoom}")
+        return np.asarray(self.images[index, PSM_ZOOM_LEVELS.index(zoom)])
+
+    def audio(self, index: int) -> np.ndarray:
+        """The clip of sample `index`: its class, sometimes mixed with other sounds of the place."""
+        w = self.world
+        rng = np.random.default_rng([self.spec.seed, int(self.world_index[index]), 1])
+        cls = int(w["class_index"][index])
+        sec, sr = self.spec.clip_seconds, self.spec.sample_rate
+        if rng.random() < self.spec.mixture_rate:
+            weights = 0.3 * self.probs[index] / self.probs[index].max()
+            weights[cls] = 1.0
+            return synthesize_mixture(weights, rng, sec, sr, max_sources=3)
+        return synthesize(cls, rng, sec, sr)
+
+    def caption(self, index: int) -> str:
+        """Caption of sample `index` in the style of its caption source."""
+        w = self.world
+        rng = np.random.default_rng([self.spec.seed, int(self.world_index[index]), 2])
+        month = int(w["month"][index])
+        hour = int(w["hour"][index])
+        return caption(
+            int(w["class_index"][index]),
+            rng,
+            int(w["caption_source"][index]),
+            month if month >= 1 else None,
+            hour if hour >= 0 else None,
+        )
+
+    def sample(self, index: int, zoom: int) -> Sample:
+        """Sample `index` with its footprint at PSM zoom `zoom`."""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        w = self.world
+        hour = int(w["hour"][index])
+        return Sample(
+            image=self.image(index, zoom),
+            audio=self.audio(index),
+            sample_rate=self.spec.sample_rate,
+            caption=self.caption(index),
+            lat=float(w["lat"][index]),
+            lon=float(w["lon"][index]),
+            month=int(w["month"][index]),
+            hour=hour if hour >= 0 else None,
+            asource=int(w["audio_source"][index]),
+            tsource=int(w["caption_source"][index]),
+        )
+
+
+def render_footprints(
+    imagery_path: str | Path,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    read_px: int,
+    base_footprint_m: float,
+    zooms: tuple[int, ...] = PSM_ZOOM_LEVELS,
+    threads: int = 4,
+    progress: bool = False,
+    label: str = "render footprints",
+) -> np.ndarray:
+    """(N, len(zooms), px, px, 3) footprints centred on each point, read like precompute does."""
+    from embeddings_store.imagery import open_imagery
+
+    imagery = open_imagery(imagery_path)
+    x, y = lonlat_to_mercator(np.asarray(lon), np.asarray(lat))
+    out = np.zeros((x.size, len(zooms), read_px, read_px, 3), np.uint8)
+
+    def read(i: int) -> None:
+        for k, z in enumerate(zooms):
+            bounds = footprint_around(float(x[i]), float(y[i]), z, base_footprint_m)
+            out[i, k] = imagery.read(bounds, read_px)[0]
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(tqdm(pool.map(read, range(x.size)), total=x.size, disable=not progress, desc=label))
+    return out

@@ -1,0 +1,237 @@
+"""Is the demo map right? Retrieval against an oracle, and map correctness against ground truth.
+
+Retrieval follows the paper's tables (I2A / A2I R@10% and median rank) with two reference rows:
+the oracle, which ranks by the world's true class posterior, and random (0.10). Map correctness
+scores every cell of a store level against each class's text query and compares with the
+world's "class likely here" label (ROC-AUC), and checks that time-dependent classes score higher
+at their hours than at other hours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from embeddings_store.demo_dataset import DemoWorldDataset
+from embeddings_store.store import EmbeddingStore
+from model.demo_world import CLASS_NAMES
+from model.demo_world.captions import CLASS_QUERIES
+from model.demo_world.geo import GeoLayers
+from model.demo_world.soundscape import TIME_DEPENDENT, class_likely_here, class_posterior
+from model.evaluate import EvalRow, evaluate
+from model.metadata import make_metadata
+from model.metrics import retrieval_scores
+from model.psm import PSM
+from model.scoring import score_cells, variance_sum
+
+# The month at which hour contrasts are checked: northern summer, when the warm-season classes
+# (insects, frogs, thunderstorms) of the contiguous USA are active.
+CONTRAST_MONTH = 6
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN if one class."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(scores.size)
+    sorted_scores = scores[order]
+    # Average ranks over runs of equal scores.
+    bounds = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [scores.size]])
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = 0.5 * (s + e - 1) + 1.0
+    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def oracle_rows(dataset: DemoWorldDataset, n: int, seed: int = 0) -> dict[str, float]:
+    """R@10% and median rank when ranking by the true class posterior (ties broken at random).
+
+    With metadata the oracle knows place, month, hour and audio source; without, only the place.
+    """
+    labels = dataset.labels[:n]
+    out: dict[str, float] = {}
+    jitter = np.random.default_rng(seed).normal(0.0, 1e-9, (n, n))
+    for name, probs in (
+        ("metadata", class_posterior(dataset.probs[:n], dataset.world["audio_source"][:n])),
+        ("place_only", dataset.place_probs[:n]),
+    ):
+        sim = probs[:, labels] + jitter  # image i scores audio j by p_i(class of j)
+        i2a, a2i = retrieval_scores(sim), retrieval_scores(sim.T)
+        out[f"{name}_i2a_recall"] = i2a.recall
+        out[f"{name}_a2i_recall"] = a2i.recall
+        out[f"{name}_i2a_median_rank"] = i2a.median_rank
+        out[f"{name}_a2i_median_rank"] = a2i.median_rank
+    return out
+
+
+@dataclass
+class RetrievalReport:
+    """The model's table plus the oracle's figures on the same test pairs."""
+
+    n: int
+    rows: list[EvalRow]
+    oracle: dict[str, float]
+
+    def row(self, zoom: int, metadata: bool, text: bool = False) -> EvalRow:
+        """The row for one setting."""
+        for r in self.rows:
+            if (r.zoom, r.metadata, r.text) == (zoom, metadata, text):
+                return r
+        raise KeyError((zoom, metadata, text))
+
+    def to_json(self) -> dict[str, object]:
+        """Plain-data form for evaluation.json."""
+        return {"n": self.n, "rows": [asdict(r) for r in self.rows], "oracle": self.oracle}
+
+
+def retrieval_report(
+    model: PSM, test: DemoWorldDataset, n: int = 2000, zooms: Sequence[int] = (1, 3, 5)
+) -> RetrievalReport:
+    """Evaluate on the first n test pairs (the paper's table) and the oracle on the same pairs."""
+    n = min(n, len(test))
+    rows = evaluate(model, test, zooms=zooms, max_samples=n)
+    return RetrievalReport(n, rows, oracle_rows(test, n))
+
+
+@dataclass
+class LevelCells:
+    """Every valid cell of a store level: h (N, D) float32 and cell-centre coordinates."""
+
+    h: np.ndarray
+    lat: np.ndarray
+    lon: np.ndarray
+
+
+def level_cells(store: EmbeddingStore, psm_zoom: int) -> LevelCells:
+    """Read all valid cells of one level."""
+    level = next(lv for lv in store.levels if lv.psm_zoom == psm_zoom)
+    hs, lats, lons = [], [], []
+    for tx, ty in store.extent(psm_zoom).tiles():
+        h, valid = store.read_chunk(psm_zoom, tx, ty)
+        if not valid.any():
+            continue
+        cx0, cx1, cy0, cy1 = level.chunk_cells(tx, ty)
+        lon_g, lat_g = np.meshgrid(
+            level.cell_centers_lon(np.arange(cx0, cx1)), level.cell_centers_lat(np.arange(cy0, cy1))
+        )
+        hs.append(h[valid].astype(np.float32))
+        lats.append(lat_g[valid])
+        lons.append(lon_g[valid])
+    if not hs:
+        raise ValueError(f"level {psm_zoom} of the store has no valid cells")
+    return LevelCells(np.concatenate(hs), np.concatenate(lats), np.concatenate(lons))
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+@torch.no_grad()
+def fused_cells(
+    model: PSM,
+    cells: LevelCells,
+    month: int | None = None,
+    hour: int | None = None,
+    batch: int = 8192,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu (N, D), c (N,)) of the cells fused with location and the given month/hour."""
+    model.eval()
+    mus, cs = [], []
+    n = cells.h.shape[0]
+    for sl in _batches(n, batch):
+        k = sl.stop - sl.start
+        meta = make_metadata(
+            cells.lat[sl],
+            cells.lon[sl],
+            None if month is None else np.full(k, month),
+            None if hour is None else np.full(k, hour),
+        )
+        g = model.fuse(torch.from_numpy(cells.h[sl]).to(model.device), meta)
+        mus.append(g.mu.float().cpu().numpy())
+        cs.append(variance_sum(g.logvar.float()).cpu().numpy())
+    return np.concatenate(mus), np.concatenate(cs)
+
+
+@torch.no_grad()
+def class_query_embeddings(model: PSM) -> tuple[np.ndarray, np.ndarray]:
+    """(mu (14, D), c (14,)) of each class's free-form text query."""
+    model.eval()
+    g = model.embed_texts(list(CLASS_QUERIES))
+    return g.mu.float().cpu().numpy(), variance_sum(g.logvar.float()).cpu().numpy()
+
+
+@dataclass
+class MapReport:
+    """Map correctness over one store level."""
+
+    psm_zoom: int
+    n_cells: int
+    auc: dict[str, float]  # per class, NaN where the label is constant over the region
+    mean_auc: float
+    hour_wins: dict[str, float]  # per time-dependent class: share of cells right hour > wrong
+    mean_hour_wins: float
+
+    def to_json(self) -> dict[str, object]:
+        """Plain-data form for evaluation.json."""
+        return asdict(self)
+
+
+def map_report(
+    model: PSM, store: EmbeddingStore, layers: GeoLayers, psm_zoom: int = 1
+) -> MapReport:
+    """ROC-AUC of each class query's cell scores against "class likely here", and hour contrasts.
+
+    AUC uses the cells fused with their location and no month or hour (the year- and day-average
+    question the label answers). Hour contrasts compare, per cell where the class is likely, the
+    mean score over the class's likely hours with the mean over its unlikely hours in June.
+    """
+    cells = level_cells(store, psm_zoom)
+    q_mu, q_c = class_query_embeddings(model)
+    mu, c = fused_cells(model, cells)
+    auc: dict[str, float] = {}
+    likely: dict[int, np.ndarray] = {}
+    for k, name in enumerate(CLASS_NAMES):
+        likely[k] = class_likely_here(layers, cells.lat, cells.lon, k)
+        auc[name] = roc_auc(score_cells(mu, c, q_mu[k], float(q_c[k])), likely[k])
+    hour_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def at_hour(h: int) -> tuple[np.ndarray, np.ndarray]:
+        if h not in hour_cache:
+            hour_cache[h] = fused_cells(model, cells, CONTRAST_MONTH, h)
+        return hour_cache[h]
+
+    wins: dict[str, float] = {}
+    for k, (right, wrong) in TIME_DEPENDENT.items():
+        where = likely[k]
+        if not where.any():
+            continue
+
+        def mean_score(hours: tuple[int, ...], k: int = k, where: np.ndarray = where) -> np.ndarray:
+            return np.mean(
+                [
+                    score_cells(at_hour(h)[0][where], at_hour(h)[1][where], q_mu[k], float(q_c[k]))
+                    for h in hours
+                ],
+                axis=0,
+            )
+
+        wins[CLASS_NAMES[k]] = float(np.mean(mean_score(right) > mean_score(wrong)))
+    finite = [v for v in auc.values() if np.isfinite(v)]
+    return MapReport(
+        psm_zoom,
+        int(cells.h.shape[0]),
+        auc,
+        float(np.mean(finite)) if finite else float("nan"),
+        wins,
+        float(np.mean(list(wins.values()))) if wins else float("nan"),
+    )
