@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -21,7 +20,11 @@ def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
         help="GeoTIFF/COG path or URL, or xyz:<template with {z}/{x}/{y}>",
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="model .safetensors checkpoint")
-    p.add_argument("--store", required=True, help="output store: folder path or fsspec URL")
+    p.add_argument(
+        "--store",
+        required=True,
+        help="output store: a folder, or an fsspec URL such as s3://bucket/store.zarr",
+    )
     region = p.add_mutually_exclusive_group(required=True)
     region.add_argument(
         "--bbox", help="west,south,east,north in degrees (write --bbox=-125,24,-66,50 for west < 0)"
@@ -56,7 +59,23 @@ def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
         help="auto: bf16 autocast on CUDA, fp32 on CPU",
     )
     p.add_argument("--cache-dir", default=None, help="disk cache for XYZ tile sources")
-    p.add_argument("--storage-options", default=None, help="JSON fsspec options for a remote store")
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for a store on object storage, repeatable; VALUE is read as JSON "
+        "when it parses (anon=true, client_kwargs={...}), else as text. For s3://: key, secret, "
+        "endpoint_url, e.g. --storage-option endpoint_url=http://minio:9000. The standard "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL variables work too, and "
+        "keep secrets off the command line (which other users of the machine can see)",
+    )
+    p.add_argument(
+        "--storage-options",
+        default=None,
+        metavar="JSON",
+        help="the same options as one JSON object (--storage-option entries override it)",
+    )
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: in-process)")
     p.add_argument("--overwrite", action="store_true", help="replace a store built differently")
     p.add_argument("--no-progress", action="store_true")
@@ -68,6 +87,7 @@ def run_precompute(args: argparse.Namespace) -> int:
     from embeddings_store.grid import Level
     from embeddings_store.precompute import PrecomputeSpec, default_levels, parse_levels, precompute
     from embeddings_store.region import load_geojson, parse_bbox
+    from embeddings_store.storage import parse_storage_options
     from model.checkpoint import read_header
     from model.config import ModelConfig
 
@@ -84,10 +104,7 @@ def run_precompute(args: argparse.Namespace) -> int:
     auto = default_levels(base, region, [z for z, t, _ in wanted if t is None], args.cells_per_tile)
     explicit = [Level(z, t, n) for z, t, n in wanted if t is not None and n is not None]
     levels = tuple(sorted([*auto, *explicit]))
-    try:
-        options = json.loads(args.storage_options) if args.storage_options else None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--storage-options is not JSON: {exc}") from exc
+    options = parse_storage_options(args.storage_option, args.storage_options)
     spec = PrecomputeSpec(
         imagery=args.imagery,
         checkpoint=str(args.checkpoint),

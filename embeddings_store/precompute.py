@@ -48,7 +48,8 @@ class PrecomputeSpec:
     # Torch threads per process. Float reductions can depend on the thread count, so workers use
     # the submitting process's count: a cluster run is then bit-identical to an in-process one.
     threads: int | None = None
-    storage_options: dict[str, Any] | None = field(default=None, compare=False)
+    # fsspec options of a remote store; may hold secrets, so left out of reprs (Dask logs them).
+    storage_options: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def resolved_device(self) -> torch.device:
         """'auto' -> cuda when available, else cpu."""

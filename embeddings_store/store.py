@@ -8,6 +8,8 @@ Per level group `psm{z}`:
   done   (ty, tx)  uint8    1 once a chunk is completely written (the resume marker)
   x, y, lon, lat            cell-centre coordinates (Web Mercator metres and degrees)
 Chunks are one XYZ tile at the level's tile zoom, so a web tile reads one chunk or a handful.
+A store is a local folder or any fsspec URL (s3://bucket/store.zarr; see `storage`), opened with
+the same calls either way.
 Each chunk object is written atomically by the Zarr store and `done` is written last, so a
 killed job leaves no half-written chunk marked complete and a re-run rewrites the same bytes.
 """
@@ -26,6 +28,7 @@ import numpy as np
 import zarr
 
 from embeddings_store.grid import Level, TileWindow, tiles_for_bbox
+from embeddings_store.storage import is_url, local_path, store_exists
 
 SCHEMA_VERSION = 1
 CODE_VERSION = "0.1.0"
@@ -114,21 +117,30 @@ class Window:
     c0: np.ndarray | None = None  # (rows, cols) float32
 
 
+def _zarr_location(location: str | Path) -> str:
+    """What zarr/xarray are given: a URL as it is, a local path (or file:// URL) as a path."""
+    return str(location) if is_url(location) else str(local_path(location))
+
+
 def _open_group(
     location: str | Path, mode: str, storage_options: dict[str, Any] | None
 ) -> zarr.Group:
     kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
-    if storage_options:
+    if storage_options and is_url(location):
         kwargs["storage_options"] = storage_options
-    return zarr.open_group(str(location), **kwargs)
+    return zarr.open_group(_zarr_location(location), **kwargs)
 
 
 class EmbeddingStore:
     """Read and write access to one store. Open with `create` or `open`."""
 
-    def __init__(self, root: zarr.Group, location: str) -> None:
+    def __init__(
+        self, root: zarr.Group, location: str, storage_options: dict[str, Any] | None = None
+    ) -> None:
         self.root = root
         self.location = location
+        # Kept for readers that open the store again by URL (xarray); never printed (secrets).
+        self.storage_options = storage_options
         self.attrs: dict[str, Any] = dict(root.attrs)
         self.extents: dict[int, LevelExtent] = {
             d["psm_zoom"]: LevelExtent.from_json(d) for d in self.attrs["levels"]
@@ -172,7 +184,7 @@ class EmbeddingStore:
             "imagery": json.loads(json.dumps(dict(imagery))),
             "with_fused": bool(with_fused),
         }
-        if not overwrite and _exists(location, storage_options):
+        if not overwrite and store_exists(location, storage_options):
             store = cls.open(location, storage_options=storage_options, mode="r+")
             diffs = [k for k, v in wanted.items() if store.attrs.get(k) != v]
             if diffs:
@@ -192,7 +204,7 @@ class EmbeddingStore:
         root.attrs.update(
             {**wanted, "created": dt.datetime.now(dt.UTC).isoformat(), "code_version": CODE_VERSION}
         )
-        return cls(root, str(location))
+        return cls(root, str(location), storage_options)
 
     @classmethod
     def open(
@@ -204,7 +216,7 @@ class EmbeddingStore:
         mode: str = "r",
     ) -> EmbeddingStore:
         """Open an existing store; refuse another schema version or another model."""
-        if not _exists(location, storage_options):
+        if not store_exists(location, storage_options):
             raise StoreError(
                 f"no embedding store at {location} (build one with `soundscape precompute`)"
             )
@@ -228,7 +240,7 @@ class EmbeddingStore:
                 f"soundscape precompute "
                 f"--checkpoint <ckpt> --store {location} --overwrite"
             )
-        return cls(root, str(location))
+        return cls(root, str(location), storage_options)
 
     # -- metadata ---------------------------------------------------------------------------
     @property
@@ -365,22 +377,17 @@ class EmbeddingStore:
         return Window(h, valid, lv.cell_centers_lat(cy), lv.cell_centers_lon(cx), mu0, c0)
 
     def to_xarray(self, psm_zoom: int):  # -> xarray.Dataset
-        """The level as an xarray Dataset (lazy, dask-backed)."""
+        """The level as an xarray Dataset (lazy, dask-backed), local or on object storage."""
         import xarray as xr
 
+        remote = is_url(self.location) and self.storage_options
         return xr.open_zarr(
-            self.location, group=self.extent(psm_zoom).level.name, consolidated=False, zarr_format=3
+            _zarr_location(self.location),
+            group=self.extent(psm_zoom).level.name,
+            consolidated=False,
+            zarr_format=3,
+            storage_options=self.storage_options if remote else None,
         )
-
-
-def _exists(location: str | Path, storage_options: dict[str, Any] | None) -> bool:
-    loc = str(location)
-    if "://" not in loc:
-        return (Path(loc) / "zarr.json").exists()
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(loc, **(storage_options or {}))
-    return bool(fs.exists(f"{path.rstrip('/')}/zarr.json"))
 
 
 def _create_level(root: zarr.Group, ext: LevelExtent, dim: int, with_fused: bool) -> None:

