@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test lint format bench demo clean
+.PHONY: install test lint format bench demo demo-model clean
 
 install:
 	@scripts/install.sh
@@ -23,10 +23,18 @@ format: install
 bench: install
 	$(PY) scripts/bench_model.py
 
+# Builds what is missing (world files, store over the USA; the model ships in model/weights/)
+# into $(SOUNDSCAPE_DEMO_CACHE) or ~/.cache/soundscape-map, then serves the map.
 demo: install
-	@echo "make demo: the demo world, trained demo model and map service land with issues 4 and 5;"
-	@echo "until then, try the model library: $(VENV)/bin/soundscape train --workdir runs/try --steps 50 --batch-size 16"
-	@exit 2
+	$(VENV)/bin/soundscape demo $(DEMO_ARGS)
+
+# Retrains the shipped demo model from scratch (one command, ~20 min on 2 cores), evaluates it
+# and copies it into the package.
+DEMO_TRAIN_DIR ?= runs/demo-model
+demo-model: install
+	$(VENV)/bin/soundscape demo --retrain --evaluate --no-serve --cache-dir $(DEMO_TRAIN_DIR)
+	cp $(DEMO_TRAIN_DIR)/demo-model.safetensors model/weights/demo.safetensors
+	cp $(DEMO_TRAIN_DIR)/evaluation.md model/weights/demo-evaluation.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

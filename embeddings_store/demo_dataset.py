@@ -40,7 +40,7 @@ class DemoWorldSpec:
     """What defines a demo world's samples (everything that changes them is in here)."""
 
     seed: int = 0
-    n_samples: int = 30000  # drawn in the region, then split 80/10/10 by 1 deg cells
+    n_samples: int = 20000  # drawn in the region, then split 80/10/10 by 1 deg cells
     bbox: tuple[float, float, float, float] = DEMO_TRAIN_BBOX
     clip_seconds: float = 3.0
     sample_rate: int = 16000

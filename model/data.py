@@ -128,6 +128,7 @@ class CachedCollator:
         self._audio: dict[int, dict[str, Tensor]] = {}
         self._text: dict[int, dict[str, Tensor]] = {}
         self._meta: dict[int, tuple[float, ...]] = {}
+        self._by_caption: dict[str, dict[str, Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self._meta)
@@ -143,13 +144,14 @@ class CachedCollator:
             feats = self.audio_features([proto[r].audio for r in rows], rate)
             for j, r in enumerate(rows):
                 self._audio[idx[r]] = _compact({k: v[j : j + 1] for k, v in feats.items()})
-        # Captions repeat a lot (templates): tokenise each distinct string once.
-        distinct = sorted({s.caption for s in proto})
-        toks = self.tokenize(distinct)
-        where = {c: r for r, c in enumerate(distinct)}
+        # Captions repeat a lot (templates): tokenise each distinct string once per run.
+        new = sorted({s.caption for s in proto} - self._by_caption.keys())
+        if new:
+            toks = self.tokenize(new)
+            for r, c in enumerate(new):
+                self._by_caption[c] = {k: v[r : r + 1].clone() for k, v in toks.items()}
         for s_idx, s in zip(idx, proto, strict=True):
-            r = where[s.caption]
-            self._text[s_idx] = {k: v[r : r + 1].clone() for k, v in toks.items()}
+            self._text[s_idx] = self._by_caption[s.caption]
             self._meta[s_idx] = tuple(
                 np.nan if v is None else float(v)
                 for v in (s.lat, s.lon, s.month, s.hour, s.asource, s.tsource)

@@ -12,17 +12,23 @@ from model.towers.resolve import resolve_pretrained
 
 
 class ClapStyleProjection(nn.Module):
-    """Linear -> ReLU -> Linear, like CLAP's text_projection."""
+    """LayerNorm -> Linear -> ReLU -> Linear, like CLAP's text_projection after a norm.
+
+    Sentence embeddings are unit vectors (entries ~ 1/sqrt(dim)), so without the norm the
+    linear layers' biases dominate at initialisation and every text starts at almost the same
+    point (measured: mean pairwise cosine 0.97), which stalls contrastive training from scratch.
+    """
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
         self.linear1 = nn.Linear(in_dim, out_dim)
         self.activation = nn.ReLU()
         self.linear2 = nn.Linear(out_dim, out_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """Project x."""
-        return self.linear2(self.activation(self.linear1(x)))
+        return self.linear2(self.activation(self.linear1(self.norm(x))))
 
 
 class SentenceTextTower(nn.Module):
