@@ -15,6 +15,8 @@ def build_parser() -> argparse.ArgumentParser:
     """Parser with every subcommand registered."""
     from embeddings_store.cli import add_precompute_parser
     from model.cli import add_evaluate_parser, add_import_parser, add_train_parser
+    from server.demo import add_demo_parser
+    from server.serve import add_serve_parser
 
     parser = argparse.ArgumentParser(
         prog="soundscape", description="PSM soundscape mapping service and tools"
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub)
     add_import_parser(sub)
     add_precompute_parser(sub)
+    add_serve_parser(sub)
+    add_demo_parser(sub)
     return parser
 
 

@@ -1,0 +1,92 @@
+"""The FastAPI application: `create_app(settings)`, and `make_app()` for uvicorn's --factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.middleware.cors import CORSMiddleware
+
+from server.audio import AudioError
+from server.engine import OutOfRange
+from server.executor import Overloaded
+from server.logs import configure_logging
+from server.middleware import BodyTooLarge, ServiceMiddleware, content_security_policy
+from server.service import Service, build_service
+from server.settings import Settings
+from server.web import default_web_dir, mount_web
+
+log = logging.getLogger("soundscape.app")
+
+
+def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
+    """Build the app for a loaded service (loads one from `settings` when not given)."""
+    from server.api import build_router
+
+    settings = settings or Settings()
+    configure_logging(settings.log_json)
+    svc = service or build_service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        svc.close()
+
+    app = FastAPI(
+        title="Soundscape map service",
+        version="0.1.0",
+        description="Heatmap, uncertainty and similarity over a PSM embedding store "
+        "(probabilistic soundscape mapping). Tiles are XYZ, 256 x 256 palette PNG.",
+        lifespan=lifespan,
+    )
+    app.state.svc = svc
+    app.include_router(build_router(svc))
+    _add_error_handlers(app, svc)
+    mount_web(app, Path(settings.web_dir) if settings.web_dir else default_web_dir())
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "If-None-Match"],
+            expose_headers=["ETag", "Server-Timing"],
+        )
+    app.add_middleware(
+        ServiceMiddleware,
+        max_body_bytes=int(settings.max_body_mb * (1 << 20)),
+        csp=content_security_policy(settings.basemap_origin),
+    )
+    return app
+
+
+def _add_error_handlers(app: FastAPI, svc: Service) -> None:
+    async def out_of_range(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    async def overloaded(request: Request, exc: Exception) -> JSONResponse:
+        svc.metrics.rejected.labels("busy").inc()
+        retry = exc.retry_after_s if isinstance(exc, Overloaded) else 1
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(retry)}
+        )
+
+    async def bad_audio(request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status if isinstance(exc, AudioError) else 422
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    async def too_large(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413, headers={"Connection": "close"})
+
+    app.add_exception_handler(OutOfRange, out_of_range)
+    app.add_exception_handler(Overloaded, overloaded)
+    app.add_exception_handler(AudioError, bad_audio)
+    app.add_exception_handler(BodyTooLarge, too_large)
+
+
+def make_app() -> FastAPI:
+    """uvicorn --factory entry point: settings from SOUNDSCAPE_* environment variables."""
+    return create_app(Settings())

@@ -1,0 +1,138 @@
+"""The per-worker service: model, store, caches, engine, registry, tiles, executor, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from embeddings_store.store import EmbeddingStore
+from server.audio import AudioLimits
+from server.cache import LRUCache, RedisCache, TieredCache
+from server.engine import Engine
+from server.executor import BoundedExecutor
+from server.metrics import Metrics
+from server.queries import QueryRegistry
+from server.ratelimit import RateLimiter
+from server.settings import Settings
+from server.tiles import TileService, imagery_spec
+
+log = logging.getLogger("soundscape.service")
+
+
+class DemoMissingError(FileNotFoundError):
+    """No --store/--checkpoint given and the demo files are not built yet."""
+
+
+def resolve_paths(settings: Settings) -> tuple[str, str]:
+    """(store, checkpoint): the settings', else the demo's (DemoMissingError if not built)."""
+    if settings.store and settings.checkpoint:
+        return settings.store, settings.checkpoint
+    from model.demo_world.paths import demo_paths
+
+    demo = demo_paths()
+    store = settings.store or str(demo.store)
+    checkpoint = settings.checkpoint or str(demo.checkpoint)
+    missing = [p for p in (store, checkpoint) if "://" not in p and not Path(p).exists()]
+    if missing:
+        raise DemoMissingError(
+            f"the demo model/store is not built ({', '.join(missing)} missing): run "
+            f"`soundscape demo` first, or pass --store and --checkpoint"
+        )
+    return store, checkpoint
+
+
+@dataclass
+class Service:
+    """Everything a request handler needs (one per worker process)."""
+
+    settings: Settings
+    model: torch.nn.Module
+    store: EmbeddingStore
+    cache: TieredCache
+    engine: Engine
+    registry: QueryRegistry
+    tiles: TileService
+    executor: BoundedExecutor
+    metrics: Metrics
+    limiter: RateLimiter
+    audio_limits: AudioLimits
+    started: float
+    ready_s: float
+
+    @property
+    def model_id(self) -> str:
+        """Id of the loaded checkpoint."""
+        return str(self.model.model_id)
+
+    def close(self) -> None:
+        """Release threads."""
+        self.executor.shutdown()
+
+
+def build_service(settings: Settings) -> Service:
+    """Load the model, open the store (refusing another model's), set up caches and pools."""
+    from model.checkpoint import load_checkpoint
+
+    started = time.monotonic()
+    store_path, ckpt_path = resolve_paths(settings)
+    torch.set_num_threads(settings.torch_threads)
+    model = load_checkpoint(ckpt_path, device=settings.device)
+    store = EmbeddingStore.open(store_path, expect_model_id=model.model_id)
+    metrics_holder: list[Metrics] = []
+
+    def observe(tier: str, outcome: str) -> None:
+        if metrics_holder:
+            metrics_holder[0].observe_cache(tier, outcome)
+
+    redis = None
+    if settings.redis_url:
+        redis = RedisCache(
+            settings.redis_url, settings.redis_timeout_s, settings.redis_retry_s,
+            settings.redis_ttl_s,
+        )  # fmt: skip
+    cache = TieredCache(LRUCache(settings.lru_mb << 20), redis, observe)
+    engine = Engine(
+        model, store, cache, settings.range_max_cells, settings.gallery_mb,
+        settings.similarity_backend,
+    )  # fmt: skip
+    metrics = Metrics()
+    metrics_holder.append(metrics)
+    executor = BoundedExecutor(
+        settings.workers_threads,
+        settings.queue_limit,
+        init=lambda: torch.set_num_threads(settings.torch_threads),
+        on_depth=metrics.set_depth,
+    )
+    svc = Service(
+        settings=settings,
+        model=model,
+        store=store,
+        cache=cache,
+        engine=engine,
+        registry=QueryRegistry(model, model.model_id, cache),
+        tiles=TileService(engine, imagery_spec(store.attrs)),
+        executor=executor,
+        metrics=metrics,
+        limiter=RateLimiter(settings.rate_limit_per_min, settings.rate_burst),
+        audio_limits=AudioLimits(
+            settings.max_audio_s, settings.max_channels, settings.max_sample_rate
+        ),
+        started=started,
+        ready_s=time.monotonic() - started,
+    )
+    log.info(
+        "ready",
+        extra={
+            "fields": {
+                "store": store_path,
+                "model_id": model.model_id,
+                "redis": bool(redis),
+                "seconds": round(svc.ready_s, 2),
+            }
+        },
+    )
+    return svc

@@ -1,0 +1,48 @@
+"""Service settings: environment variables with the SOUNDSCAPE_ prefix (pydantic-settings)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment; `soundscape serve` fills it from flags."""
+
+    model_config = SettingsConfigDict(env_prefix="SOUNDSCAPE_", extra="ignore")
+
+    store: str | None = Field(None, description="embedding store path/URL (default: demo store)")
+    checkpoint: str | None = Field(None, description="model checkpoint (default: demo model)")
+    # REDIS_URL is the conventional name on hosting platforms; SOUNDSCAPE_REDIS_URL wins.
+    redis_url: str | None = Field(
+        None, validation_alias=AliasChoices("SOUNDSCAPE_REDIS_URL", "REDIS_URL")
+    )
+    redis_timeout_s: float = Field(0.05, gt=0, description="socket timeout per Redis call")
+    redis_retry_s: float = Field(2.0, ge=0, description="pause after a Redis failure")
+    redis_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="expiry of Redis entries")
+    lru_mb: int = Field(512, ge=1, description="in-process cache budget per worker (MiB)")
+    workers_threads: int = Field(2, ge=1, le=64, description="model/scoring threads per worker")
+    queue_limit: int = Field(64, ge=1, description="jobs waiting for a thread before 503")
+    torch_threads: int = Field(1, ge=1, le=64, description="torch intra-op threads per job")
+    max_body_mb: float = Field(20.0, gt=0, description="request body cap (MiB)")
+    max_audio_s: float = Field(60.0, gt=0, description="longest accepted audio upload")
+    max_channels: int = Field(2, ge=1)
+    max_sample_rate: int = Field(192_000, ge=8000)
+    max_points: int = Field(10_000, ge=1, description="points per POST /similarity")
+    max_top_k: int = Field(1000, ge=1)
+    max_bbox_cells: int = Field(4_000_000, ge=1, description="cells one bbox query may scan")
+    gallery_mb: int = Field(1024, ge=1, description="memory for whole-level similarity matrices")
+    similarity_backend: Literal["auto", "numpy", "faiss"] = Field(
+        "auto", description="exact top-k search: auto = faiss on GPU hosts, numpy on CPU"
+    )
+    range_max_cells: int = Field(200_000, ge=1000, description="cells sampled for the range")
+    rate_limit_per_min: int = Field(120, ge=1, description="POSTs per client per minute")
+    rate_burst: int = Field(30, ge=1, description="POST burst per client")
+    cache_max_age_s: int = Field(86400, ge=0, description="Cache-Control max-age of tiles")
+    cors_origins: list[str] = Field(default_factory=list, description="allowed origins (CORS)")
+    basemap_origin: str | None = Field(None, description="extra img-src origin in the CSP")
+    web_dir: str | None = Field(None, description="folder of the web page (default: ./web)")
+    log_json: bool = Field(True, description="one JSON object per log line")
+    device: str = Field("cpu", description="torch device for queries and fusion")

@@ -1,0 +1,170 @@
+"""Tile production: heatmap, uncertainty and imagery tiles, and the value ranges behind them.
+
+Each product is a pure function of its parameters and is cached as PNG bytes under a key that
+names every parameter; ranges are cached per (query, metadata) so all tiles of a map share one.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import mercantile
+import numpy as np
+
+from embeddings_store.grid import check_tile, tile_window
+from server.engine import Engine, OutOfRange
+from server.fused import Metadata
+from server.queries import QueryEmbedding
+from server.render import (
+    encode_png,
+    encode_rgb_png,
+    quantize,
+    transparent_png,
+    upsample,
+)
+
+Scale = Literal["relative", "probability"]
+_RANGE = struct.Struct("<dd")
+
+
+@dataclass(frozen=True)
+class TileRequest:
+    """Everything that determines a heatmap or uncertainty tile."""
+
+    z: int
+    x: int
+    y: int
+    meta: Metadata
+    level: int | None = None
+    scale: Scale = "relative"
+    colormap: str = "viridis"
+
+    def key(self) -> str:
+        """Cache-key fragment."""
+        return (
+            f"{self.z}/{self.x}/{self.y}:{self.meta.key()}:L{self.level or '-'}:"
+            f"{self.scale}:{self.colormap}"
+        )
+
+
+class TileService:
+    """Renders and caches tiles; every method is blocking (run it in the executor)."""
+
+    def __init__(self, engine: Engine, imagery_spec: str | None) -> None:
+        self.engine = engine
+        self.cache = engine.cache
+        self.imagery_spec = imagery_spec
+        self._imagery = None
+        self._imagery_lock = threading.Lock()
+
+    def check(self, z: int, x: int, y: int) -> None:
+        """OutOfRange for a tile outside the pyramid or the store's zoom range."""
+        try:
+            check_tile(x, y, z)
+        except ValueError as exc:
+            raise OutOfRange(str(exc)) from exc
+        lo, hi = self.engine.zoom_range
+        if not lo <= z <= hi:
+            raise OutOfRange(f"zoom {z} is outside this store's zoom range {lo}..{hi}")
+
+    # -- keys ---------------------------------------------------------------------------------
+    def heatmap_key(self, query_id: str, req: TileRequest) -> str:
+        """PNG cache key of a heatmap tile."""
+        return f"h:{self.engine.store_token}:{query_id}:{req.key()}"
+
+    def uncertainty_key(self, req: TileRequest) -> str:
+        """PNG cache key of an uncertainty tile."""
+        return f"u:{self.engine.store_token}:{req.key()}"
+
+    def imagery_key(self, z: int, x: int, y: int) -> str:
+        """PNG cache key of a base-map tile."""
+        return f"i:{self.engine.store_token}:{z}/{x}/{y}"
+
+    # -- ranges -------------------------------------------------------------------------------
+    def value_range(
+        self, query_id: str | None, query: QueryEmbedding | None, meta: Metadata, scale: Scale
+    ) -> tuple[float, float]:
+        """(lo, hi) of the colour ramp, shared by every tile of the map."""
+        if scale == "probability" and query is not None:
+            return 0.0, 1.0
+        key = f"r:{self.engine.store_token}:{query_id or 'uncertainty'}:{meta.key()}"
+        data, _ = self.cache.get_or_compute(
+            key, lambda: _RANGE.pack(*self.engine.value_range(meta, query))
+        )
+        lo, hi = _RANGE.unpack(data)
+        return lo, hi
+
+    # -- tiles --------------------------------------------------------------------------------
+    def render(self, req: TileRequest, query_id: str | None, query: QueryEmbedding | None) -> bytes:
+        """PNG of a heatmap tile (or an uncertainty tile when `query` is None), uncached."""
+        self.check(req.z, req.x, req.y)
+        level = self.engine.level_for_tile(req.z, req.level)
+        window = tile_window(level, req.x, req.y, req.z, margin=1)
+        if not any(self.engine.in_extent(level, tx, ty) for tx, ty in window.chunks()):
+            return transparent_png()
+        cells = self.engine.window_values(window, req.meta, query)
+        if not cells.valid.any():
+            return transparent_png()
+        values, mask = upsample(window, cells.values, cells.valid)
+        if req.scale == "probability" and query is not None:
+            t = self.engine.probability(values)
+        else:
+            lo, hi = self.value_range(query_id, query, req.meta, req.scale)
+            t = (values - lo) / (hi - lo)
+        return encode_png(quantize(t, mask), req.colormap)
+
+    def heatmap(self, query_id: str, query: QueryEmbedding, req: TileRequest) -> tuple[bytes, str]:
+        """(PNG, cache outcome) of a heatmap tile."""
+        return self.cache.get_or_compute(
+            self.heatmap_key(query_id, req), lambda: self.render(req, query_id, query)
+        )
+
+    def uncertainty(self, req: TileRequest) -> tuple[bytes, str]:
+        """(PNG, cache outcome) of an uncertainty tile."""
+        return self.cache.get_or_compute(
+            self.uncertainty_key(req), lambda: self.render(req, None, None)
+        )
+
+    def imagery(self, z: int, x: int, y: int) -> tuple[bytes, str]:
+        """(PNG, cache outcome) of a base-map tile rendered from the store's imagery."""
+        self.check(z, x, y)
+        return self.cache.get_or_compute(
+            self.imagery_key(z, x, y), lambda: self._render_imagery(z, x, y)
+        )
+
+    def _render_imagery(self, z: int, x: int, y: int) -> bytes:
+        if self.imagery_spec is None:
+            raise OutOfRange("this store records no imagery source")
+        with self._imagery_lock:
+            if self._imagery is None:
+                from embeddings_store.imagery import open_imagery
+
+                try:
+                    self._imagery = open_imagery(self.imagery_spec)
+                except ValueError as exc:
+                    raise OutOfRange(f"the store's imagery cannot be opened: {exc}") from exc
+        b = mercantile.xy_bounds(x, y, z)
+        rgb, coverage = self._imagery.read((b.left, b.bottom, b.right, b.top), 256)
+        if coverage == 0:
+            return transparent_png()
+        alpha = np.where(rgb.any(axis=2), 255, 0).astype(np.uint8) if coverage < 1 else None
+        return encode_rgb_png(rgb, alpha)
+
+
+def imagery_spec(attrs: dict) -> str | None:
+    """The open_imagery spec of the store's imagery source (from its attributes)."""
+    info = attrs.get("imagery") or {}
+    source = info.get("source")
+    if not source:
+        return None
+    if info.get("kind") == "xyz":
+        return f"xyz:{source}"
+    options = []
+    if info.get("bands"):
+        options.append("bands=" + ",".join(str(b) for b in info["bands"]))
+    if info.get("scale"):
+        options.append("scale=" + ",".join(str(v) for v in info["scale"]))
+    return str(source) + ("#" + "&".join(options) if options else "")

@@ -1,0 +1,208 @@
+"""Fixtures for the service: a tiny real store, a real redis-server and a real uvicorn process.
+
+The store is built by the real precompute job from a Blue Marble crop with the `test` model
+(seeded random weights), a few dozen chunks, so the session pays seconds for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+
+from embeddings_store.grid import Level
+
+BBOX = (-104.0, 36.0, -99.0, 40.0)  # inside the Blue Marble crop below
+BASE_M = 20000.0
+LEVELS = (Level(1, 8, 8), Level(5, 6, 8))
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # not up yet
+            last = exc
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up in {timeout} s ({last})")
+
+
+@pytest.fixture(scope="session")
+def bluemarble_tif(tmp_path_factory) -> Path:
+    from model.demo_world.geo import write_bluemarble_geotiff
+
+    return write_bluemarble_geotiff(tmp_path_factory.mktemp("bm") / "bm.tif", (-110, 30, -90, 45))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.psm import PSM
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(PSM(load_config("test")).eval(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_store(bluemarble_tif, tiny_checkpoint, tmp_path_factory) -> Path:
+    from embeddings_store.precompute import PrecomputeSpec, precompute
+    from embeddings_store.region import Region
+
+    store = tmp_path_factory.mktemp("store") / "store.zarr"
+    spec = PrecomputeSpec(
+        imagery=str(bluemarble_tif),
+        checkpoint=str(tiny_checkpoint),
+        store=str(store),
+        levels=LEVELS,
+        region=Region(BBOX),
+        base_footprint_m=BASE_M,
+        batch_size=64,
+        with_fused=True,  # mu0/c0: the no-metadata maps come straight from the store
+    )
+    precompute(spec, progress=False)
+    return store
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def start_redis(port: int | None = None) -> RedisServer:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed: apt-get install -y redis-server "
+            "(scripts/system-packages.txt lists it)"
+        )
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = RedisServer(port, proc)
+
+    def ping() -> bool:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    wait_until(ping, 10, "redis-server")
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@dataclass
+class ServiceProcess:
+    url: str
+    process: subprocess.Popen
+    log: Path
+
+    def client(self, **kw) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=kw.pop("timeout", 30), **kw)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_service(
+    store: Path, checkpoint: Path, log: Path, redis_url: str | None = None,
+    workers: int = 1, **env: str,
+) -> ServiceProcess:  # fmt: skip
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "server.cli", "serve", "--port", str(port),
+        "--store", str(store), "--checkpoint", str(checkpoint), "--workers", str(workers),
+    ]  # fmt: skip
+    if redis_url:
+        cmd += ["--redis-url", redis_url]
+    full_env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "SOUNDSCAPE_RATE_LIMIT_PER_MIN": "100000",
+        "SOUNDSCAPE_RATE_BURST": "100000",
+        **env,
+    }
+    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=full_env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    svc = ServiceProcess(f"http://127.0.0.1:{port}", proc, log)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited {proc.returncode}: {log.read_text()[-3000:]}")
+        return httpx.get(f"{svc.url}/readyz", timeout=1).status_code == 200
+
+    try:
+        wait_until(ready, 60, "soundscape serve")
+    except BaseException:
+        svc.stop()
+        raise
+    return svc
+
+
+@pytest.fixture(scope="session")
+def service(
+    tiny_store, tiny_checkpoint, redis_server, tmp_path_factory
+) -> Iterator[ServiceProcess]:
+    svc = start_service(
+        tiny_store, tiny_checkpoint, tmp_path_factory.mktemp("log") / "serve.log",
+        redis_server.url,
+    )  # fmt: skip
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def client(service) -> Iterator[httpx.Client]:
+    with service.client() as c:
+        yield c
