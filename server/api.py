@@ -602,6 +602,11 @@ def build_router(svc: Service) -> APIRouter:
                 "imagery": bool(svc.tiles.imagery_spec),
             },
             "zoom_range": [zmin, zmax],
+            "compute": {
+                "device": str(svc.model.device),
+                "similarity_backend": engine.backend,
+                "fusion_precision": "bf16" if svc.model.device.type == "cuda" else "fp32",
+            },
             "vocabulary": {
                 "audio_sources": list(cfg.audio_sources),
                 "caption_sources": list(cfg.caption_sources),

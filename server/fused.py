@@ -117,7 +117,12 @@ def fuse_cells(
         use_location=meta.location,
     )
     device = next(model.parameters()).device
-    with torch.inference_mode():
+    # bf16 autocast on CUDA (DESIGN §6); CPU stays fp32 so CPU results match the model exactly.
+    amp = device.type == "cuda"
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp),
+    ):
         g = model.fuse(torch.from_numpy(np.ascontiguousarray(h, np.float32)).to(device), batch)
         mu = g.mu.float().cpu().numpy()
         c = variance_sum(g.logvar.float()).cpu().numpy()

@@ -80,7 +80,8 @@ def build_service(settings: Settings) -> Service:
     started = time.monotonic()
     store_path, ckpt_path = resolve_paths(settings)
     torch.set_num_threads(settings.torch_threads)
-    model = load_checkpoint(ckpt_path, device=settings.device)
+    device = settings.resolved_device()
+    model = load_checkpoint(ckpt_path, device=device)
     store = EmbeddingStore.open(store_path, expect_model_id=model.model_id)
     metrics_holder: list[Metrics] = []
 
@@ -131,6 +132,8 @@ def build_service(settings: Settings) -> Service:
                 "store": store_path,
                 "model_id": model.model_id,
                 "redis": bool(redis),
+                "device": device,
+                "similarity_backend": engine.backend,
                 "seconds": round(svc.ready_s, 2),
             }
         },

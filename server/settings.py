@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -45,4 +46,12 @@ class Settings(BaseSettings):
     basemap_origin: str | None = Field(None, description="extra img-src origin in the CSP")
     web_dir: str | None = Field(None, description="folder of the web page (default: ./web)")
     log_json: bool = Field(True, description="one JSON object per log line")
-    device: str = Field("cpu", description="torch device for queries and fusion")
+    device: str = Field(
+        "auto", description="torch device for queries and fusion: auto (cuda if present), cpu, cuda"
+    )
+
+    def resolved_device(self) -> str:
+        """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'."""
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device

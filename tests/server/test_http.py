@@ -352,6 +352,11 @@ def test_info_tilejson_legend_health_metrics(client, text_query):
     assert info["zoom_range"] == [4, 17]
     assert [lv["psm_zoom"] for lv in info["store"]["levels"]] == [1, 5]
     assert "inat" in info["vocabulary"]["audio_sources"]
+    # The compute path is chosen automatically and reported (no GPU on the test machines).
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert info["compute"]["device"].startswith(expected)
+    assert info["compute"]["fusion_precision"] == ("bf16" if expected == "cuda" else "fp32")
+    assert info["compute"]["similarity_backend"] in ("numpy", "faiss")
     tj = client.get(f"/queries/{text_query['id']}/tilejson.json?month=2").json()
     assert tj["tilejson"] == "3.0.0" and tj["minzoom"] == 4 and tj["maxzoom"] == 17
     assert tj["tiles"][0].endswith("/{z}/{x}/{y}.png?month=2")
