@@ -12,14 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from embeddings_store.demo_dataset import DemoWorldDataset, DemoWorldSpec
-from model.demo_world.geo import GeoLayers, write_bluemarble_geotiff
+from embeddings_store.demo_spec import DemoWorldSpec
 from model.demo_world.paths import DemoPaths
-from model.train import TrainConfig
+from model.train_config import TrainConfig
+
+if TYPE_CHECKING:  # heavy (torch models, audio synthesis): imported where they are used
+    from embeddings_store.demo_dataset import DemoWorldDataset
+    from model.demo_world.geo import GeoLayers
 
 # The demo map's default region: the contiguous USA, as in the paper's figures.
 DEMO_STORE_BBOX: tuple[float, float, float, float] = (-125.0, 24.0, -66.5, 49.5)
@@ -33,13 +34,13 @@ class DemoRecipe:
     world: DemoWorldSpec = field(default_factory=DemoWorldSpec)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            steps=600,
+            steps=1300,
             batch_size=128,
             # From random initialisation (the reference fine-tunes pretrained towers) 1e-3 learns
             # in the time budget; 3e-4 stayed at chance for 150 steps on the demo world.
             lr=1e-3,
             weight_decay=0.05,
-            restart_period=600,  # one cosine decay over the run
+            restart_period=1300,  # one cosine decay over the run
             checkpoint_every=50,
             cache_features=True,
             seed=56,
@@ -50,14 +51,24 @@ class DemoRecipe:
 Log = Callable[[str], None]
 
 
-def ensure_world_files(paths: DemoPaths, log: Log = print) -> GeoLayers:
-    """Geo layers (cached) and the Blue Marble GeoTIFF the demo reads imagery from."""
+def ensure_world_files(paths: DemoPaths, log: Log = print) -> None:
+    """The Blue Marble GeoTIFF the demo reads imagery from, and the world's geo layers."""
+    from model.demo_world.geo import GeoLayers, write_bluemarble_geotiff
+
+    if paths.imagery.exists() and GeoLayers.cache_path(paths.root).exists():
+        return
     t0 = time.perf_counter()
-    layers = GeoLayers.load(paths.root)
     if not paths.imagery.exists():
         write_bluemarble_geotiff(paths.imagery)
+    GeoLayers.load(paths.root)
     log(f"world files ready in {time.perf_counter() - t0:.1f} s ({paths.root})")
-    return layers
+
+
+def load_layers(paths: DemoPaths) -> GeoLayers:
+    """The world's geo layers (built on first use, then loaded from the cache)."""
+    from model.demo_world.geo import GeoLayers
+
+    return GeoLayers.load(paths.root)
 
 
 def demo_datasets(
@@ -68,6 +79,7 @@ def demo_datasets(
     progress: bool = True,
 ) -> dict[str, DemoWorldDataset]:
     """The demo world's splits, with footprints rendered (or loaded from the cache)."""
+    from embeddings_store.demo_dataset import DemoWorldDataset
     from model.config import load_config
 
     img = load_config(recipe.config).image
@@ -94,6 +106,8 @@ def train_demo_model(
     log: Log = print,
 ) -> tuple[Path, str]:
     """Train (or resume training) the demo model and export it; returns (checkpoint, model id)."""
+    import torch
+
     from model.checkpoint import save_checkpoint
     from model.config import load_config
     from model.psm import PSM
@@ -110,11 +124,6 @@ def train_demo_model(
     mid = save_checkpoint(trainer.model.cpu().eval(), paths.checkpoint)
     (paths.train_dir / "losses.json").write_text(json.dumps(trainer.losses))
     return paths.checkpoint, mid
-
-
-def oracle_similarity(dataset: DemoWorldDataset) -> np.ndarray:
-    """I2A oracle: image i scores audio j by the world's probability of j's class at i."""
-    return dataset.probs[:, dataset.labels]
 
 
 def build_demo_store(
@@ -175,7 +184,6 @@ def packaged_checkpoint() -> Path:
 
 def ensure_checkpoint(
     paths: DemoPaths,
-    layers: GeoLayers,
     recipe: DemoRecipe,
     retrain: bool = False,
     progress: bool = True,
@@ -195,7 +203,7 @@ def ensure_checkpoint(
         log(f"demo model: the packaged checkpoint ({shipped.name})")
         return paths.checkpoint
     log("training the demo model (resumable; about 15-20 min on 2 CPU cores)")
-    data = demo_datasets(paths, layers, recipe, splits=("train",), progress=progress)
+    data = demo_datasets(paths, load_layers(paths), recipe, splits=("train",), progress=progress)
     checkpoint, mid = train_demo_model(paths, data["train"], recipe, progress=progress, log=log)
     log(f"demo model {mid} written to {checkpoint}")
     return checkpoint
@@ -203,7 +211,6 @@ def ensure_checkpoint(
 
 def evaluate_demo(
     paths: DemoPaths,
-    layers: GeoLayers,
     recipe: DemoRecipe,
     n_test: int = 2000,
     progress: bool = True,
@@ -215,6 +222,7 @@ def evaluate_demo(
     from model.checkpoint import load_checkpoint
 
     model = load_checkpoint(paths.checkpoint)
+    layers = load_layers(paths)
     test = demo_datasets(paths, layers, recipe, splits=("test",), progress=progress)["test"]
     t0 = time.perf_counter()
     retrieval = retrieval_report(model, test, n_test)

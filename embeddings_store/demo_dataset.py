@@ -15,13 +15,13 @@ import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from embeddings_store.demo_spec import DemoWorldSpec
 from embeddings_store.grid import footprint_around, lonlat_to_mercator
 from model.data import SPLITS, Sample
 from model.demo_world.audio import synthesize, synthesize_mixture
@@ -30,26 +30,7 @@ from model.demo_world.geo import GeoLayers
 from model.demo_world.soundscape import class_distribution, sample_world, split_of
 from model.transforms import PSM_ZOOM_LEVELS
 
-# North America around the contiguous USA (the paper's map figures), with coasts and sea.
-DEMO_TRAIN_BBOX: tuple[float, float, float, float] = (-130.0, 20.0, -60.0, 55.0)
 RENDER_VERSION = 1  # bump when the rendering below changes, so old caches are not reused
-
-
-@dataclass(frozen=True)
-class DemoWorldSpec:
-    """What defines a demo world's samples (everything that changes them is in here)."""
-
-    seed: int = 0
-    n_samples: int = 20000  # drawn in the region, then split 80/10/10 by 1 deg cells
-    bbox: tuple[float, float, float, float] = DEMO_TRAIN_BBOX
-    clip_seconds: float = 3.0
-    sample_rate: int = 16000
-    mixture_rate: float = 0.5  # share of clips that mix in quieter sounds of the same place
-
-    def key(self) -> str:
-        """Short content hash used in cache file names."""
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class DemoWorldDataset:

@@ -12,13 +12,16 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from model.config import ModelConfig
-from model.psm import PSM
+
+if TYPE_CHECKING:  # PSM pulls in transformers (seconds): only loading needs it, not read_header
+    from model.psm import PSM
 
 FORMAT = "psm-checkpoint/1"
 
@@ -112,6 +115,8 @@ def load_checkpoint(
                 f"checkpoint {str(path)!r} is corrupted: content hash {actual} != "
                 f"recorded {meta.get('model_id')}"
             )
+    from model.psm import PSM
+
     model = PSM(config)
     try:
         result = model.load_state_dict(state, strict=False)

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,37 +27,8 @@ from model.data import Batch, CachedCollator, SoundscapeDataset, collate
 from model.losses import combine_pair_losses
 from model.metadata import apply_metadata_drop
 from model.psm import PSM
+from model.train_config import TrainConfig
 from model.transforms import PSM_ZOOM_LEVELS
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; defaults are the reference's (psm-reference.md §8)."""
-
-    steps: int = 1000
-    batch_size: int = 128
-    lr: float = 5e-5
-    weight_decay: float = 0.2
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    restart_period: int = 5000  # CosineAnnealingWarmRestarts T_0 (a restart period, not a warm-up)
-    grad_clip: float | None = 1.0
-    meta_droprate: float = 0.5
-    zooms: tuple[int, ...] = PSM_ZOOM_LEVELS
-    seed: int = 56
-    checkpoint_every: int = 100
-    device: str = "auto"
-    amp: bool = True  # bf16 autocast, used on CUDA only
-    # Keep each sample's audio features and text tokens after their first use (they do not
-    # depend on the zoom level); costs memory, saves recomputing them every epoch.
-    cache_features: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
-
-    def resolved_device(self) -> torch.device:
-        """'auto' -> cuda when available, else cpu."""
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
 
 
 def step_rng(seed: int, step: int, stream: int) -> np.random.Generator:

@@ -68,14 +68,14 @@ def run_demo(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     recipe = DemoRecipe()
     bbox = parse_bbox(args.bbox).bbox if args.bbox else DEMO_STORE_BBOX
-    layers = ensure_world_files(paths)
-    ensure_checkpoint(paths, layers, recipe, retrain=args.retrain, progress=progress)
+    ensure_world_files(paths)
+    ensure_checkpoint(paths, recipe, retrain=args.retrain, progress=progress)
     model_id = read_header(paths.checkpoint)["model_id"]
     if not _store_ready(paths.store, model_id, bbox):
         build_demo_store(paths, bbox, progress=progress)
     store = EmbeddingStore.open(paths.store, expect_model_id=model_id)
     if args.evaluate:
-        evaluate_demo(paths, layers, recipe, progress=progress)
+        evaluate_demo(paths, recipe, progress=progress)
         print((paths.root / "evaluation.md").read_text())
     levels = ", ".join(f"PSM zoom {lv.psm_zoom} (tiles z{lv.tile_zoom})" for lv in store.levels)
     print(

@@ -1,0 +1,27 @@
+"""What defines the demo world's samples (plain data, cheap to import)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+# North America around the contiguous USA (the paper's map figures), with coasts and sea.
+DEMO_TRAIN_BBOX: tuple[float, float, float, float] = (-130.0, 20.0, -60.0, 55.0)
+
+
+@dataclass(frozen=True)
+class DemoWorldSpec:
+    """What defines a demo world's samples (everything that changes them is in here)."""
+
+    seed: int = 0
+    n_samples: int = 24000  # drawn in the region, then split 80/10/10 by 1 deg cells
+    bbox: tuple[float, float, float, float] = DEMO_TRAIN_BBOX
+    clip_seconds: float = 3.0
+    sample_rate: int = 16000
+    mixture_rate: float = 0.5  # share of clips that mix in quieter sounds of the same place
+
+    def key(self) -> str:
+        """Short content hash used in cache file names."""
+        text = json.dumps(asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
