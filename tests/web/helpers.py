@@ -1,0 +1,113 @@
+"""Helpers for the browser tests: waiting on the page, reading its tiles' pixels.
+
+The page's CSP forbids eval, so Playwright's string predicates (wait_for_function) cannot run
+in it; waits poll page.evaluate instead, which the CSP does not govern.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+# JS: the loaded tiles of the layer on screen (`cls` = heatmap-layer or uncertainty-layer).
+CURRENT_TILES = """(cls) => {
+  const layer = document.querySelector(`.${cls}.is-current`);
+  if (!layer) return null;
+  const imgs = [...layer.querySelectorAll('img.leaflet-tile')];
+  return {
+    url: layer.dataset.url,
+    total: imgs.length,
+    loaded: imgs.filter((i) => i.classList.contains('leaflet-tile-loaded')).length,
+    srcs: imgs.map((i) => i.src),
+  };
+}"""
+
+# JS: RGBA of the heatmap image at each [lat, lon] (null where no loaded tile covers it).
+SAMPLE = """([cls, points]) => {
+  const map = window.soundscape.map;
+  const layer = document.querySelector(`.${cls}.is-current`);
+  const box = map.getContainer().getBoundingClientRect();
+  const imgs = layer ? [...layer.querySelectorAll('img.leaflet-tile-loaded')] : [];
+  return points.map(([lat, lon]) => {
+    const p = map.latLngToContainerPoint([lat, lon]);
+    const x = box.left + p.x, y = box.top + p.y;
+    for (const img of imgs) {
+      const r = img.getBoundingClientRect();
+      if (x < r.left || x >= r.right || y < r.top || y >= r.bottom) continue;
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      const ctx = c.getContext('2d');
+      ctx.drawImage(img, 0, 0);
+      const px = Math.floor(((x - r.left) / r.width) * img.naturalWidth);
+      const py = Math.floor(((y - r.top) / r.height) * img.naturalHeight);
+      return [...ctx.getImageData(px, py, 1, 1).data];
+    }
+    return null;
+  });
+}"""
+
+# JS: a digest of every loaded tile's pixels (to tell two maps apart).
+PIXEL_DIGEST = """(cls) => {
+  const layer = document.querySelector(`.${cls}.is-current`);
+  const out = {};
+  for (const img of layer.querySelectorAll('img.leaflet-tile-loaded')) {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    let h = 0;
+    for (let i = 0; i < d.length; i += 1) h = (h * 31 + d[i]) >>> 0;
+    const key = new URL(img.src).pathname.split('/').slice(-3).join('/');
+    out[key] = h;
+  }
+  return out;
+}"""
+
+
+def wait_for(page, js: str, arg: Any = None, timeout: float = 60.0, what: str = "") -> Any:
+    """Poll a JS function until it returns something truthy; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(js, arg)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or js}")
+        page.wait_for_timeout(100)
+
+
+def open_map(mp, path: str = "/") -> dict:
+    """Open the page and wait until it has drawn; returns /api/info as the page saw it."""
+    mp.page.goto(mp.base_url + path)
+    mp.page.wait_for_selector("body[data-ready=true]", state="attached")
+    return mp.page.evaluate("() => window.soundscape.info")
+
+
+def settled_tiles(page, cls: str = "heatmap-layer", url_has: str = "", timeout: float = 90) -> dict:
+    """The on-screen layer once its URL contains `url_has` and all its tiles have loaded."""
+    js = """([cls, has]) => {
+      const layer = document.querySelector(`.${cls}.is-current`);
+      if (!layer || !layer.dataset.url.includes(has)) return null;
+      const imgs = [...layer.querySelectorAll('img.leaflet-tile')];
+      const loaded = (i) => i.classList.contains('leaflet-tile-loaded');
+      return imgs.length > 0 && imgs.every(loaded);
+    }"""
+    wait_for(page, js, [cls, url_has], timeout, f"{cls} tiles with {url_has!r}")
+    return page.evaluate(CURRENT_TILES, cls)
+
+
+def tile_params(url: str) -> dict[str, str]:
+    """Query parameters of a tile URL (single values)."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def is_coloured(rgba: list[int] | None) -> bool:
+    """Opaque and clearly coloured (not grey/transparent)."""
+    if rgba is None:
+        return False
+    r, g, b, a = rgba
+    return a == 255 and max(r, g, b) - min(r, g, b) >= 20

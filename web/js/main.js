@@ -1,0 +1,276 @@
+// The soundscape map page: reads /api/info, restores the state from the URL, builds the map and
+// keeps layers, legend, top places and URL in step with the state.
+
+import * as L from '/vendor/leaflet/leaflet-src.esm.js';
+import { getJSON, registerText } from './api.js';
+import { baseChoices, makeBaseLayers } from './basemap.js';
+import { BufferedTileLayer } from './buffered-layer.js';
+import { bindControls, buildControls, reflectControls } from './controls.js';
+import { formatHour, MONTHS } from './format.js';
+import { bindInspect } from './inspect.js';
+import { Legend } from './legend.js';
+import { levelAt } from './levels.js';
+import { TopPlaces } from './places.js';
+import { bindQueryInputs, reflectQuery } from './query.js';
+import { fromUrl, Store, toUrl } from './state.js';
+import { clearError, initStatus, showError } from './status.js';
+import { heatmapUrl, storeBounds, uncertaintyUrl, zoomOptions } from './tiles.js';
+import { TimeLapse } from './timelapse.js';
+
+const HEAT_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 'scale', 'colormap', 'heat'];
+const UNC_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 'unc'];
+const PLACE_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 'heat', 'view'];
+
+const $ = (id) => document.getElementById(id);
+
+/** "in July at 06:00, audio from aporee" — the metadata part of the active query line. */
+function describeMetadata(s) {
+  const parts = [];
+  if (s.month !== null) parts.push(`in ${MONTHS[s.month - 1]}`);
+  if (s.hour !== null) parts.push(`at ${formatHour(s.hour)}`);
+  if (s.asource !== null) parts.push(`audio like ${s.asource}`);
+  if (s.tsource !== null) parts.push(`captions like ${s.tsource}`);
+  if (!s.location) parts.push('ignoring location');
+  return parts.join(', ');
+}
+
+function bindPanelToggle() {
+  const button = $('panel-toggle');
+  const panel = $('panel');
+  const set = (open) => {
+    panel.classList.toggle('is-collapsed', !open);
+    button.setAttribute('aria-expanded', String(open));
+  };
+  // On a phone the map comes first; the controls slide up on demand.
+  set(!window.matchMedia('(max-width: 700px)').matches);
+  button.addEventListener('click', () => set(panel.classList.contains('is-collapsed')));
+}
+
+async function boot() {
+  initStatus();
+  let info;
+  try {
+    info = await getJSON('/api/info', {}, { what: 'Could not reach the map service' });
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  const choices = baseChoices(info);
+  buildControls(info, choices);
+  const initial = fromUrl(window.location.search, info, choices.map((c) => c[0]));
+  const store = new Store(initial);
+  const levels = info.store.levels;
+  const zooms = levels.map((lv) => lv.psm_zoom).join(', ');
+  $('model-info').textContent = `Model ${info.model.id} (${info.model.config}); PSM zooms ${zooms}.`;
+
+  const [zmin, zmax] = info.zoom_range;
+  const map = L.map('map', { minZoom: zmin, maxZoom: zmax, worldCopyJump: true, keyboard: true });
+  map.attributionControl.setPrefix('<a href="https://leafletjs.com">Leaflet</a>');
+  // The error banner and the panel change the map's size without a window resize.
+  new ResizeObserver(() => map.invalidateSize()).observe(map.getContainer());
+  // Panes order the layers: base tiles (200) < heatmap < uncertainty < markers and popups.
+  map.createPane('heatmap').style.zIndex = '250';
+  map.createPane('uncertainty').style.zIndex = '260';
+  const bounds = storeBounds(info);
+  if (initial.view) map.setView([initial.view.lat, initial.view.lon], initial.view.zoom);
+  else if (bounds) map.fitBounds(bounds);
+  else map.setView([0, 0], zmin);
+
+  let tileErrorTimer = null;
+  const onTileError = () => {
+    // One message for a burst of failed tiles.
+    clearTimeout(tileErrorTimer);
+    tileErrorTimer = setTimeout(
+      () => showError('Some map tiles could not be loaded: the server may be busy. Pan or change a setting to retry.'),
+      300,
+    );
+  };
+  const heat = new BufferedTileLayer(map, { pane: 'heatmap', className: 'heatmap-layer', bounds, onTileError });
+  const unc = new BufferedTileLayer(map, { pane: 'uncertainty', className: 'uncertainty-layer', bounds, onTileError });
+  const bases = makeBaseLayers(info);
+  const legend = new Legend();
+  const places = new TopPlaces(map, info);
+
+  let queryId = null; // the registered id of the active query (null until known)
+  let querySeq = 0;
+  const context = () => {
+    const s = store.get();
+    const lv = levelAt(levels, s.level, map.getZoom());
+    return { queryId, state: s, level: lv ? lv.psm_zoom : null };
+  };
+
+  let heatSeq = 0;
+  async function refreshHeat() {
+    const mine = (heatSeq += 1);
+    const s = store.get();
+    if (!queryId || !s.heat) {
+      heat.hide();
+      legend.hideHeatmap();
+      return;
+    }
+    const id = queryId;
+    try {
+      // The legend comes first: the server computes the map's value range once, for the
+      // legend, and every tile then finds it cached.
+      await legend.showHeatmap(id, s);
+    } catch (err) {
+      if (err.name === 'AbortError') return;
+      showError(err.message);
+    }
+    if (mine !== heatSeq || id !== queryId) return; // something newer is on its way
+    const now = store.get();
+    heat.setOpacity(now.heatOpacity);
+    heat.show(heatmapUrl(id, now), zoomOptions(info, now));
+  }
+
+  function refreshUnc() {
+    const s = store.get();
+    if (!s.unc) {
+      unc.hide();
+      legend.hideUncertainty();
+      return;
+    }
+    unc.setOpacity(s.uncOpacity);
+    unc.show(uncertaintyUrl(s), zoomOptions(info, s));
+    legend.showUncertainty(s).catch((err) => {
+      if (err.name !== 'AbortError') showError(err.message);
+    });
+  }
+
+  async function resolveQuery() {
+    const s = store.get();
+    const mine = (querySeq += 1);
+    queryId = null;
+    const q = s.query;
+    if (!q) {
+      reflectQuery(s, '');
+      await refreshHeat();
+      places.schedule(context, 0);
+      return;
+    }
+    if (q.kind === 'audio') {
+      // A shared link may name a sound the server no longer knows (uploaded before a restart):
+      // ask before drawing, so the map shows one clear message instead of broken tiles.
+      try {
+        await getJSON('/legend', { query: q.id }, { what: 'Could not load this sound' });
+      } catch (err) {
+        if (mine !== querySeq) return;
+        heat.hide();
+        legend.hideHeatmap();
+        reflectQuery(s, '');
+        showError(
+          err.status === 404
+            ? 'The server does not know this sound any more (it may have restarted since the ' +
+                'link was made). Upload the sound again to map it.'
+            : err.message,
+        );
+        return;
+      }
+      if (mine !== querySeq) return;
+      queryId = q.id;
+    } else {
+      reflectQuery(s, 'mapping…');
+      try {
+        const res = await registerText(q.text);
+        if (mine !== querySeq) return;
+        queryId = res.id;
+      } catch (err) {
+        if (mine !== querySeq) return;
+        heat.hide();
+        legend.hideHeatmap();
+        reflectQuery(s, '');
+        showError(err.message);
+        return;
+      }
+    }
+    document.body.dataset.queryId = queryId;
+    reflectQuery(store.get(), describeMetadata(store.get()));
+    await refreshHeat();
+    places.schedule(context, 0);
+  }
+
+  function setBase(name) {
+    for (const [key, layer] of Object.entries(bases)) {
+      if (key === name) layer.addTo(map);
+      else map.removeLayer(layer);
+    }
+  }
+
+  function reflectClock(s) {
+    const parts = [];
+    if (s.month !== null) parts.push(MONTHS[s.month - 1].slice(0, 3));
+    if (s.hour !== null) parts.push(formatHour(s.hour));
+    $('map-clock').textContent = parts.join(' · ');
+    $('map-clock').hidden = !parts.length;
+  }
+
+  const timelapse = new TimeLapse(
+    store,
+    async (hours) => {
+      const s = store.get();
+      const opts = zoomOptions(info, s);
+      const heatUrls = queryId && s.heat ? hours.map((h) => heatmapUrl(queryId, s, h)) : [];
+      const uncUrls = s.unc ? hours.map((h) => uncertaintyUrl(s, h)) : [];
+      heat.pin(heatUrls);
+      unc.pin(uncUrls);
+      // Every frame ahead starts loading now; the next one is awaited.
+      const heatLoads = heatUrls.map((u) => heat.preload(u, opts));
+      const uncLoads = uncUrls.map((u) => unc.preload(u, opts));
+      await Promise.all([heatLoads[0], uncLoads[0]]);
+    },
+    info.vocabulary.hours,
+    () => {
+      heat.pin([]);
+      unc.pin([]);
+      places.schedule(context, 0);
+    },
+  );
+
+  const has = (changed, keys) => keys.some((k) => changed.has(k));
+  store.subscribe((s, changed) => {
+    // "Any hour" while playing means the user wants the time-lapse off.
+    if (changed.has('hour') && s.hour === null) timelapse.pause();
+    reflectControls(s, info);
+    reflectClock(s);
+    window.history.replaceState(null, '', toUrl(s, info));
+    if (changed.has('query')) {
+      clearError();
+      resolveQuery();
+    } else {
+      if (queryId) reflectQuery(s, describeMetadata(s));
+      if (has(changed, HEAT_KEYS)) refreshHeat();
+    }
+    if (has(changed, UNC_KEYS)) refreshUnc();
+    if (changed.has('heatOpacity')) heat.setOpacity(s.heatOpacity);
+    if (changed.has('uncOpacity')) unc.setOpacity(s.uncOpacity);
+    if (changed.has('base')) setBase(s.base);
+    // While the time-lapse plays, the top places wait for the pause (one search, not 24).
+    if (has(changed, PLACE_KEYS) && !(timelapse.playing && changed.has('hour'))) {
+      places.schedule(context);
+    }
+  });
+
+  map.on('moveend', () => {
+    const c = map.getCenter().wrap();
+    store.set({ view: { lat: c.lat, lon: c.lng, zoom: map.getZoom() } });
+  });
+
+  bindControls(store);
+  bindQueryInputs(store, info);
+  bindInspect(map, context);
+  bindPanelToggle();
+
+  // First draw from the initial state.
+  reflectControls(initial, info);
+  reflectClock(initial);
+  window.history.replaceState(null, '', toUrl(initial, info));
+  setBase(initial.base);
+  refreshUnc();
+  resolveQuery();
+
+  // A handle for the browser console and the browser tests.
+  window.soundscape = { map, store, info, timelapse, get queryId() { return queryId; } };
+  document.body.dataset.ready = 'true';
+}
+
+boot();

@@ -1,0 +1,168 @@
+// The map's whole state, and its round trip through the page URL: what you see is what you
+// share. Values read from a URL are checked against /api/info, so a stale or hand-edited link
+// falls back to defaults instead of asking the server for something it would refuse.
+
+export const DEFAULT_QUERY = 'birds singing';
+
+/** Defaults for a store described by /api/info. */
+export function defaults(info) {
+  return {
+    query: { kind: 'text', text: DEFAULT_QUERY },
+    month: null, // null = masked: the model fuses no month
+    hour: null,
+    asource: null,
+    tsource: null,
+    location: true,
+    level: 'auto',
+    scale: 'relative',
+    colormap: info.colormaps.heatmap[0],
+    heat: true,
+    heatOpacity: 0.75,
+    unc: false,
+    uncOpacity: 0.6,
+    base: 'imagery',
+    view: null, // null = fit the store's bounds
+  };
+}
+
+function intIn(text, lo, hi) {
+  if (text === null || !/^-?\d+$/.test(text)) return undefined;
+  const v = Number(text);
+  return v >= lo && v <= hi ? v : undefined;
+}
+
+function numIn(text, lo, hi) {
+  if (text === null || text === '') return undefined;
+  const v = Number(text);
+  return Number.isFinite(v) && v >= lo && v <= hi ? v : undefined;
+}
+
+function oneOf(text, allowed) {
+  return allowed.includes(text) ? text : undefined;
+}
+
+function bool(text) {
+  if (text === '1') return true;
+  if (text === '0') return false;
+  return undefined;
+}
+
+/** State from a URL query string (unknown or invalid values keep their defaults). */
+export function fromUrl(search, info, baseChoices) {
+  const p = new URLSearchParams(search);
+  const s = defaults(info);
+  const [m0, m1] = info.vocabulary.months;
+  const [h0, h1] = info.vocabulary.hours;
+  const levels = info.store.levels.map((lv) => String(lv.psm_zoom));
+  const pick = (key, value) => {
+    if (value !== undefined) s[key] = value;
+  };
+
+  const qid = p.get('qid');
+  // Query ids are "aud-" (or "txt-") and 24 hex digits (server/queries.py); anything else
+  // would be taken by the server as query text.
+  if (qid && /^(aud|txt)-[0-9a-f]{24}$/.test(qid)) {
+    s.query = { kind: 'audio', id: qid, name: (p.get('qname') || 'uploaded sound').slice(0, 120) };
+  } else if (p.has('q')) {
+    const text = p.get('q').trim();
+    s.query = text ? { kind: 'text', text: text.slice(0, 4 * info.limits.text_chars) } : null;
+  }
+  pick('month', intIn(p.get('month'), m0, m1));
+  pick('hour', intIn(p.get('hour'), h0, h1));
+  pick('asource', oneOf(p.get('asource'), info.vocabulary.audio_sources));
+  pick('tsource', oneOf(p.get('tsource'), info.vocabulary.caption_sources));
+  pick('location', bool(p.get('location')));
+  pick('level', oneOf(p.get('level'), ['auto', ...levels]));
+  pick('scale', oneOf(p.get('scale'), info.scales));
+  pick('colormap', oneOf(p.get('cmap'), info.colormaps.heatmap));
+  pick('heat', bool(p.get('heat')));
+  pick('heatOpacity', numIn(p.get('heat_op'), 0, 1));
+  pick('unc', bool(p.get('unc')));
+  pick('uncOpacity', numIn(p.get('unc_op'), 0, 1));
+  pick('base', oneOf(p.get('base'), baseChoices));
+  const lat = numIn(p.get('lat'), -90, 90);
+  const lon = numIn(p.get('lon'), -180, 180);
+  const z = numIn(p.get('z'), info.zoom_range[0], info.zoom_range[1]);
+  if (lat !== undefined && lon !== undefined && z !== undefined) s.view = { lat, lon, zoom: z };
+  return s;
+}
+
+/** The URL query string of a state (defaults are left out to keep links short). */
+export function toUrl(state, info) {
+  const d = defaults(info);
+  const p = new URLSearchParams();
+  const q = state.query;
+  if (q && q.kind === 'audio') {
+    p.set('qid', q.id);
+    p.set('qname', q.name);
+  } else {
+    p.set('q', q ? q.text : '');
+  }
+  if (state.month !== null) p.set('month', state.month);
+  if (state.hour !== null) p.set('hour', state.hour);
+  if (state.asource !== null) p.set('asource', state.asource);
+  if (state.tsource !== null) p.set('tsource', state.tsource);
+  if (!state.location) p.set('location', '0');
+  if (state.level !== d.level) p.set('level', state.level);
+  if (state.scale !== d.scale) p.set('scale', state.scale);
+  if (state.colormap !== d.colormap) p.set('cmap', state.colormap);
+  if (state.heat !== d.heat) p.set('heat', state.heat ? '1' : '0');
+  if (state.heatOpacity !== d.heatOpacity) p.set('heat_op', state.heatOpacity);
+  if (state.unc !== d.unc) p.set('unc', state.unc ? '1' : '0');
+  if (state.uncOpacity !== d.uncOpacity) p.set('unc_op', state.uncOpacity);
+  if (state.base !== d.base) p.set('base', state.base);
+  if (state.view) {
+    // Five decimals is about a metre: plenty for a shared view, and short.
+    p.set('lat', state.view.lat.toFixed(5));
+    p.set('lon', state.view.lon.toFixed(5));
+    p.set('z', String(state.view.zoom));
+  }
+  return `?${p.toString()}`;
+}
+
+/** Metadata as POST /similarity wants it (masked fields left out). */
+export function metadataOf(state) {
+  const m = { location: state.location };
+  if (state.month !== null) m.month = state.month;
+  if (state.hour !== null) m.hour = state.hour;
+  if (state.asource !== null) m.asource = state.asource;
+  if (state.tsource !== null) m.tsource = state.tsource;
+  return m;
+}
+
+/** Metadata as tile and legend query parameters (masked fields left out). */
+export function metadataParams(state) {
+  return {
+    month: state.month,
+    hour: state.hour,
+    asource: state.asource,
+    tsource: state.tsource,
+    location: state.location ? null : 'false', // the server's default is on
+  };
+}
+
+/** A tiny observable: `set(patch)` notifies listeners with the names of the keys that changed. */
+export class Store {
+  constructor(state) {
+    this.state = state;
+    this.listeners = [];
+  }
+
+  get() {
+    return this.state;
+  }
+
+  subscribe(fn) {
+    this.listeners.push(fn);
+  }
+
+  set(patch) {
+    const changed = new Set();
+    for (const [k, v] of Object.entries(patch)) {
+      if (JSON.stringify(this.state[k]) !== JSON.stringify(v)) changed.add(k);
+    }
+    if (!changed.size) return;
+    this.state = { ...this.state, ...patch };
+    for (const fn of this.listeners) fn(this.state, changed);
+  }
+}

@@ -1,0 +1,44 @@
+// Tile URL templates for the heatmap, uncertainty and base layers, and the zoom limits that keep
+// Leaflet from asking for tiles the server does not have.
+
+import { queryString } from './api.js';
+import { levelZoomRange } from './levels.js';
+import { metadataParams } from './state.js';
+
+/** Metadata, level and colour parameters shared by heatmap and uncertainty tiles. */
+function commonParams(state) {
+  return { ...metadataParams(state), level: state.level === 'auto' ? null : state.level };
+}
+
+/** Heatmap template for a registered query id under `state` (hour overridable: time-lapse). */
+export function heatmapUrl(queryId, state, hour = state.hour) {
+  const params = {
+    ...commonParams({ ...state, hour }),
+    scale: state.scale,
+    colormap: state.colormap,
+  };
+  return `/tiles/${encodeURIComponent(queryId)}/{z}/{x}/{y}.png${queryString(params)}`;
+}
+
+/** Uncertainty template under `state`. */
+export function uncertaintyUrl(state, hour = state.hour) {
+  return `/uncertainty/{z}/{x}/{y}.png${queryString(commonParams({ ...state, hour }))}`;
+}
+
+/**
+ * Leaflet zoom options for the level setting: with a fixed PSM level, tiles exist only between
+ * its zooms; beyond its finest, Leaflet magnifies the finest tiles instead of asking for more.
+ */
+export function zoomOptions(info, state) {
+  const [zmin, zmax] = info.zoom_range;
+  if (state.level === 'auto') return { minZoom: zmin, maxZoom: zmax, maxNativeZoom: zmax };
+  const level = info.store.levels.find((lv) => String(lv.psm_zoom) === state.level);
+  const [lo, hi] = levelZoomRange(level);
+  return { minZoom: Math.max(lo, zmin), maxZoom: zmax, maxNativeZoom: Math.min(hi, zmax) };
+}
+
+/** Leaflet bounds of the store ([west, south, east, north] in /api/info). */
+export function storeBounds(info) {
+  const b = info.store.bounds;
+  return b ? [[b[1], b[0]], [b[3], b[2]]] : null;
+}
