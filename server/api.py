@@ -219,24 +219,22 @@ def build_router(svc: Service) -> APIRouter:
         )  # fmt: skip
         return TileParams(meta, None if level is None else int(level), scale, colormap)
 
+    # Metadata query parameters shared by heatmap and uncertainty tiles.
+    MonthQ = Annotated[int | None, Query(ge=1, le=12, description="month 1..12; omit to mask")]
+    HourQ = Annotated[int | None, Query(ge=0, le=23, description="hour 0..23; omit to mask")]
+    AsourceQ = Annotated[AudioSource | None, Query(description="audio source; omit to mask")]
+    TsourceQ = Annotated[CaptionSource | None, Query(description="caption source; omit to mask")]
+    LocationQ = Annotated[bool, Query(description="fuse each cell's lat/lon")]
+    LevelQ = Annotated[PsmZoom | None, Query(description="PSM zoom (default: by web zoom)")]
+
     # Dependencies are async so FastAPI runs them inline, not in its thread pool.
     async def tile_params(
-        month: Annotated[
-            int | None, Query(ge=1, le=12, description="month 1..12; omit to mask")
-        ] = None,
-        hour: Annotated[
-            int | None, Query(ge=0, le=23, description="hour 0..23; omit to mask")
-        ] = None,
-        asource: Annotated[
-            AudioSource | None, Query(description="audio source; omit to mask")
-        ] = None,
-        tsource: Annotated[
-            CaptionSource | None, Query(description="caption source; omit to mask")
-        ] = None,
-        location: Annotated[bool, Query(description="fuse each cell's lat/lon")] = True,
-        level: Annotated[
-            PsmZoom | None, Query(description="PSM zoom (default: by web zoom)")
-        ] = None,
+        month: MonthQ = None,
+        hour: HourQ = None,
+        asource: AsourceQ = None,
+        tsource: TsourceQ = None,
+        location: LocationQ = True,
+        level: LevelQ = None,
         scale: Annotated[
             Scale,
             Query(description="relative: 2nd..98th percentile of the map; probability: [0, 1]"),
@@ -248,22 +246,12 @@ def build_router(svc: Service) -> APIRouter:
         return make_params(month, hour, asource, tsource, location, level, scale, colormap.value)
 
     async def uncertainty_params(
-        month: Annotated[
-            int | None, Query(ge=1, le=12, description="month 1..12; omit to mask")
-        ] = None,
-        hour: Annotated[
-            int | None, Query(ge=0, le=23, description="hour 0..23; omit to mask")
-        ] = None,
-        asource: Annotated[
-            AudioSource | None, Query(description="audio source; omit to mask")
-        ] = None,
-        tsource: Annotated[
-            CaptionSource | None, Query(description="caption source; omit to mask")
-        ] = None,
-        location: Annotated[bool, Query(description="fuse each cell's lat/lon")] = True,
-        level: Annotated[
-            PsmZoom | None, Query(description="PSM zoom (default: by web zoom)")
-        ] = None,
+        month: MonthQ = None,
+        hour: HourQ = None,
+        asource: AsourceQ = None,
+        tsource: TsourceQ = None,
+        location: LocationQ = True,
+        level: LevelQ = None,
         colormap: Annotated[
             UncertaintyColormap, Query(description="colour-vision-safe ramp")
         ] = UncertaintyColormap.cividis,
