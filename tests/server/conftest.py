@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import torch
 
 from embeddings_store.grid import Level
 
@@ -46,25 +45,6 @@ def wait_until(check, timeout: float, what: str) -> None:
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{what} did not come up in {timeout} s ({last})")
-
-
-@pytest.fixture(scope="session")
-def bluemarble_tif(tmp_path_factory) -> Path:
-    from model.demo_world.geo import write_bluemarble_geotiff
-
-    return write_bluemarble_geotiff(tmp_path_factory.mktemp("bm") / "bm.tif", (-110, 30, -90, 45))
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    from model.checkpoint import save_checkpoint
-    from model.config import load_config
-    from model.psm import PSM
-
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    save_checkpoint(PSM(load_config("test")).eval(), path)
-    return path
 
 
 @pytest.fixture(scope="session")
