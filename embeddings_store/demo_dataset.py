@@ -1,7 +1,7 @@
 """The demo world as a `SoundscapeDataset`: GeoSound-like samples with known ground truth.
 
 Images are read through the same imagery reader and footprint framing as the precompute job
-(Blue Marble GeoTIFF, `footprint_around`), so the demo model sees at training time exactly what
+(the demo imagery GeoTIFF, `footprint_around`), so the demo model sees at training time exactly what
 it sees in the store. That is why this dataset lives here and not in `model/`: the imagery
 reader belongs to this layer.
 

@@ -122,31 +122,48 @@ def write_bluemarble_geotiff(
     path: Path, bbox: tuple[float, float, float, float] | None = None
 ) -> Path:
     """Write Blue Marble (or a west, south, east, north crop of it) as a tiled EPSG:4326 GeoTIFF."""
-    import rasterio
     from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    with Image.open(bluemarble_path()) as im:
+        width, height = im.size
+        c0, r0, c1, r1 = grid_window(bbox, BMNG_DEG_PER_PX, width, height)
+        rgb = np.asarray(im.crop((c0, r0, c1, r1)).convert("RGB"))
+    west, north = -180 + c0 * BMNG_DEG_PER_PX, 90 - r0 * BMNG_DEG_PER_PX
+    return write_rgb_geotiff(path, rgb, west, north, BMNG_DEG_PER_PX)
+
+
+def grid_window(
+    bbox: tuple[float, float, float, float] | None, deg_per_px: float, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """(col0, row0, col1, row1) of a global plate carree grid covering `bbox` (all if None).
+
+    The window is snapped outwards to whole pixels so it covers the bbox and stays on the grid.
+    """
+    if bbox is None:
+        return 0, 0, width, height
+    west, south, east, north = bbox
+    if not (west < east and south < north):
+        raise ValueError(f"bbox must be (west, south, east, north), got {bbox}")
+    c0 = max(0, int(np.floor((west + 180) / deg_per_px + 1e-9)))
+    c1 = min(width, int(np.ceil((east + 180) / deg_per_px - 1e-9)))
+    r0 = max(0, int(np.floor((90 - north) / deg_per_px + 1e-9)))
+    r1 = min(height, int(np.ceil((90 - south) / deg_per_px - 1e-9)))
+    if c1 <= c0 or r1 <= r0:
+        raise ValueError(f"bbox {bbox} does not overlap the world")
+    return c0, r0, c1, r1
+
+
+def write_rgb_geotiff(
+    path: Path, rgb: np.ndarray, west: float, north: float, deg_per_px: float
+) -> Path:
+    """Write an (H, W, 3) uint8 plate carree image as a tiled, overviewed EPSG:4326 GeoTIFF."""
+    import rasterio
     from rasterio.enums import Resampling
     from rasterio.transform import from_origin
 
     path = Path(path)
-    Image.MAX_IMAGE_PIXELS = None
-    with Image.open(bluemarble_path()) as im:
-        width, height = im.size
-        c0, r0, c1, r1 = 0, 0, width, height
-        if bbox is not None:
-            west, south, east, north = bbox
-            if not (west < east and south < north):
-                raise ValueError(f"bbox must be (west, south, east, north), got {bbox}")
-            # Snap outwards to whole pixels so the crop covers the bbox and stays on the grid.
-            c0 = max(0, int(np.floor((west + 180) / BMNG_DEG_PER_PX + 1e-9)))
-            c1 = min(width, int(np.ceil((east + 180) / BMNG_DEG_PER_PX - 1e-9)))
-            r0 = max(0, int(np.floor((90 - north) / BMNG_DEG_PER_PX + 1e-9)))
-            r1 = min(height, int(np.ceil((90 - south) / BMNG_DEG_PER_PX - 1e-9)))
-            if c1 <= c0 or r1 <= r0:
-                raise ValueError(f"bbox {bbox} does not overlap the world")
-        rgb = np.asarray(im.crop((c0, r0, c1, r1)).convert("RGB"))
-    transform = from_origin(
-        -180 + c0 * BMNG_DEG_PER_PX, 90 - r0 * BMNG_DEG_PER_PX, BMNG_DEG_PER_PX, BMNG_DEG_PER_PX
-    )
+    transform = from_origin(west, north, deg_per_px, deg_per_px)
     h, w = rgb.shape[:2]
     tmp = _atomic_target(path, ".tif")
     try:
@@ -167,7 +184,7 @@ def write_bluemarble_geotiff(
             photometric="RGB",
             interleave="pixel",
         ) as dst:
-            dst.write(rgb.transpose(2, 0, 1))
+            dst.write(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
             factors = [f for f in (2, 4, 8, 16) if min(h, w) // f >= 64]
             if factors:
                 dst.build_overviews(factors, Resampling.average)

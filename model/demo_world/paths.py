@@ -16,8 +16,8 @@ class DemoPaths:
 
     @property
     def imagery(self) -> Path:
-        """NASA Blue Marble as a georeferenced GeoTIFF (the demo's imagery source)."""
-        return self.root / "bluemarble.tif"
+        """The demo imagery (Blue Marble with land cover and settlements drawn in) as a GeoTIFF."""
+        return self.root / "imagery.tif"
 
     @property
     def train_dir(self) -> Path:

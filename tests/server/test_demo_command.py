@@ -45,7 +45,7 @@ def test_first_run_builds_model_and_store_then_second_start_is_fast(cache):
     first = soundscape("--no-serve", "--no-progress", BBOX, cache=cache)
     assert first.returncode == 0, first.stderr
     assert "demo ready" in first.stdout
-    assert (cache / "bluemarble.tif").exists()
+    assert (cache / "imagery.tif").exists()
     assert (cache / "demo-model.safetensors").read_bytes() == packaged_checkpoint().read_bytes()
     store = EmbeddingStore.open(cache / "store.zarr")
     assert store.is_complete() and {lv.psm_zoom for lv in store.levels} == {1, 3, 5}
