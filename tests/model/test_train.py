@@ -66,3 +66,18 @@ def test_bad_training_settings_are_rejected(test_config, tmp_path):
         Trainer(PSM(test_config), ds, TrainConfig(batch_size=16), tmp_path)
     with pytest.raises(ValueError, match="zoom levels"):
         Trainer(PSM(test_config), ds, TrainConfig(batch_size=4, zooms=(2,)), tmp_path)
+
+
+def test_batches_are_built_in_the_background_only_while_features_are_computed(
+    test_config, tmp_path, monkeypatch
+):
+    trainer = make_trainer(test_config, tmp_path / "a", 10, cache_features=True)
+    per_epoch = 96 // 16
+    assert [trainer._prefetch_pays(s) for s in range(8)] == [True] * per_epoch + [False] * 2
+    uncached = make_trainer(test_config, tmp_path / "b", 10)
+    assert all(uncached._prefetch_pays(s) for s in range(20))  # synthesis on every step
+    # Where the batch is built changes nothing in the results.
+    losses = trainer.train(progress=False)
+    monkeypatch.setattr(Trainer, "_prefetch_pays", lambda self, step: True)
+    always = make_trainer(test_config, tmp_path / "c", 10, cache_features=True)
+    np.testing.assert_array_equal(always.train(progress=False), losses)
