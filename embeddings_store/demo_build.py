@@ -34,13 +34,13 @@ class DemoRecipe:
     world: DemoWorldSpec = field(default_factory=DemoWorldSpec)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            steps=1300,
+            steps=1800,
             batch_size=128,
             # From random initialisation (the reference fine-tunes pretrained towers) 1e-3 learns
             # in the time budget; 3e-4 stayed at chance for 150 steps on the demo world.
             lr=1e-3,
             weight_decay=0.05,
-            restart_period=1300,  # one cosine decay over the run
+            restart_period=1800,  # one cosine decay over the run
             checkpoint_every=50,
             cache_features=True,
             seed=56,
@@ -52,15 +52,16 @@ Log = Callable[[str], None]
 
 
 def ensure_world_files(paths: DemoPaths, log: Log = print) -> None:
-    """The Blue Marble GeoTIFF the demo reads imagery from, and the world's geo layers."""
-    from model.demo_world.geo import GeoLayers, write_bluemarble_geotiff
+    """The world's geo layers and the imagery GeoTIFF the demo reads footprints from."""
+    from model.demo_world.geo import GeoLayers
+    from model.demo_world.imagery import write_demo_imagery
 
     if paths.imagery.exists() and GeoLayers.cache_path(paths.root).exists():
         return
     t0 = time.perf_counter()
+    layers = GeoLayers.load(paths.root)
     if not paths.imagery.exists():
-        write_bluemarble_geotiff(paths.imagery)
-    GeoLayers.load(paths.root)
+        write_demo_imagery(paths.imagery, layers)
     log(f"world files ready in {time.perf_counter() - t0:.1f} s ({paths.root})")
 
 
