@@ -13,7 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,17 +55,6 @@ def psm_loss(model: PSM, batch: Batch) -> tuple[Tensor, dict[str, float]]:
     l_at, _ = crit(aud, txt)
     loss = combine_pair_losses(l_ia, l_it, l_at, model.config.loss.text_weight)
     return loss, {"loss_ia": l_ia.item(), "loss_it": l_it.item(), "loss_at": l_at.item()}
-
-
-class _Ready:
-    """A finished result with the `Future.result()` interface (a batch built in this thread)."""
-
-    def __init__(self, value: Batch) -> None:
-        self.value = value
-
-    def result(self) -> Batch:
-        """The batch."""
-        return self.value
 
 
 class Trainer:
@@ -224,7 +213,8 @@ class Trainer:
                 elif self._prefetch_pays(nxt):
                     pending = pool.submit(self.make_batch, nxt)
                 else:
-                    pending = _Ready(self.make_batch(nxt))
+                    pending = Future()
+                    pending.set_result(self.make_batch(nxt))
                 loss, _ = self.train_step(batch)
                 self.losses.append(loss)
                 self.step += 1

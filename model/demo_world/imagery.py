@@ -53,15 +53,23 @@ SETTLEMENT_RGB = np.array([200, 190, 180], dtype=np.float32)
 SETTLEMENT_GAIN = 1.3
 
 
-def _bluemarble_on_grid() -> np.ndarray:
-    """Blue Marble (5400 x 2700) resampled to the layers' 0.05 deg grid: (3600, 7200, 3) uint8."""
+def _bluemarble_on_grid(window: tuple[int, int, int, int]) -> np.ndarray:
+    """Blue Marble resampled to the layers' 0.05 deg grid over a window: (H, W, 3) uint8.
+
+    Only the window is resampled (PIL's `box`), with the same result as resampling the whole
+    5400 x 2700 image to 7200 x 3600 and cropping.
+    """
     from PIL import Image
 
     from model.demo_world.geo import bluemarble_path
 
+    c0, r0, c1, r1 = window
     Image.MAX_IMAGE_PIXELS = None
     with Image.open(bluemarble_path()) as im:
-        return np.asarray(im.convert("RGB").resize((N_COLS, N_ROWS), Image.Resampling.BILINEAR))
+        sx, sy = im.width / N_COLS, im.height / N_ROWS
+        box = (c0 * sx, r0 * sy, c1 * sx, r1 * sy)
+        resized = im.convert("RGB").resize((c1 - c0, r1 - r0), Image.Resampling.BILINEAR, box=box)
+    return np.asarray(resized)
 
 
 def compose_imagery(
@@ -70,7 +78,7 @@ def compose_imagery(
     """The demo imagery over `bbox` (all if None): ((H, W, 3) uint8, (col0, row0, col1, row1))."""
     window = grid_window(bbox, RES_DEG, N_COLS, N_ROWS)
     c0, r0, c1, r1 = window
-    rgb = _bluemarble_on_grid()[r0:r1, c0:c1].astype(np.float32)
+    rgb = _bluemarble_on_grid(window).astype(np.float32)
     land = layers.land[r0:r1, c0:c1, None]
     cover = LANDCOVER_RGB[np.clip(layers.landcover[r0:r1, c0:c1], 0, 16)]
     rgb = np.where(land, (1 - LANDCOVER_WEIGHT) * rgb + LANDCOVER_WEIGHT * cover, rgb)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.demo_world.geo import RES_DEG, GeoLayers, default_cache_dir, grid_window
+from model.demo_world.geo import (
+    N_COLS,
+    N_ROWS,
+    RES_DEG,
+    GeoLayers,
+    bluemarble_path,
+    default_cache_dir,
+    grid_window,
+)
 from model.demo_world.imagery import (
     LANDCOVER_RGB,
     SETTLEMENT_RGB,
-    _bluemarble_on_grid,
     compose_imagery,
     write_demo_imagery,
 )
@@ -74,7 +81,12 @@ def test_sea_keeps_blue_marble(layers, midwest):
     coast_rgb, (c0, r0, c1, r1) = compose_imagery(layers, (-76.0, 36.0, -72.0, 40.0))
     sea = ~layers.land[r0:r1, c0:c1]
     assert sea.sum() > 500
-    np.testing.assert_array_equal(coast_rgb[sea], _bluemarble_on_grid()[r0:r1, c0:c1][sea])
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    with Image.open(bluemarble_path()) as im:  # the whole image on the grid, then cropped
+        whole = np.asarray(im.convert("RGB").resize((N_COLS, N_ROWS), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(coast_rgb[sea], whole[r0:r1, c0:c1][sea])
 
 
 def test_crops_agree_with_a_larger_composition(layers, midwest):
