@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
-from functools import cached_property
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import cached_property, partial
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,24 @@ class DemoWorldDataset:
     def __len__(self) -> int:
         return int(self.world_index.size)
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickle without the geo layers (samples do not need them) and without copying a
+        cached footprint file (it is memory-mapped again): what worker processes receive."""
+        state = dict(self.__dict__)
+        state.pop("layers")
+        images = state["images"]
+        if isinstance(images, np.memmap) and images.filename:
+            state["images"] = Path(images.filename)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Inverse of `__getstate__`; `layers` is then unavailable."""
+        images = state["images"]
+        if isinstance(images, Path):
+            state["images"] = np.load(images, mmap_mode="r")
+        self.__dict__.update(state)
+        self.layers = None
+
     @cached_property
     def place_probs(self) -> np.ndarray:
         """(N, 14) class distribution at each sample's place, averaged over months and hours."""
@@ -114,6 +133,7 @@ class DemoWorldDataset:
             with open(tmp, "wb") as fh:
                 np.save(fh, arr)
             os.replace(tmp, path)
+            return np.load(path, mmap_mode="r")  # like a cache hit: not held in memory
         return arr
 
     def image(self, index: int, zoom: int) -> np.ndarray:
@@ -175,22 +195,58 @@ def render_footprints(
     read_px: int,
     base_footprint_m: float,
     zooms: tuple[int, ...] = PSM_ZOOM_LEVELS,
-    threads: int = 4,
+    workers: int | None = None,
     progress: bool = False,
     label: str = "render footprints",
 ) -> np.ndarray:
-    """(N, len(zooms), px, px, 3) footprints centred on each point, read like precompute does."""
+    """(N, len(zooms), px, px, 3) footprints centred on each point, read like precompute does.
+
+    Chunks are rendered in `workers` processes (default: one per CPU): each read is a short
+    reprojection whose Python bookkeeping holds the GIL, so threads do not scale.
+    """
+    x, y = lonlat_to_mercator(np.asarray(lon, np.float64), np.asarray(lat, np.float64))
+    out = np.zeros((x.size, len(zooms), read_px, read_px, 3), np.uint8)
+    n_workers = max(1, min(workers or os.cpu_count() or 1, x.size // RENDER_CHUNK + 1))
+    chunks = [slice(i, min(i + RENDER_CHUNK, x.size)) for i in range(0, x.size, RENDER_CHUNK)]
+    job = partial(
+        _render_chunk, str(imagery_path), read_px=read_px, base_m=base_footprint_m, zooms=zooms
+    )
+    bar = tqdm(total=x.size, disable=not progress, desc=label)
+    if n_workers == 1:
+        for sl in chunks:
+            out[sl] = job(x[sl], y[sl])
+            bar.update(sl.stop - sl.start)
+    else:
+        # spawn, not fork: the caller may already run torch/OpenMP threads, which fork breaks.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+            futures = {pool.submit(job, x[sl], y[sl]): sl for sl in chunks}
+            for fut in as_completed(futures):
+                sl = futures[fut]
+                out[sl] = fut.result()
+                bar.update(sl.stop - sl.start)
+    bar.close()
+    return out
+
+
+RENDER_CHUNK = 250  # points per task: big enough to amortise opening the imagery
+
+
+def _render_chunk(
+    imagery_path: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    read_px: int,
+    base_m: float,
+    zooms: tuple[int, ...],
+) -> np.ndarray:
+    """Footprints of one chunk of points (runs in a worker process)."""
     from embeddings_store.imagery import open_imagery
 
-    imagery = open_imagery(imagery_path)
-    x, y = lonlat_to_mercator(np.asarray(lon), np.asarray(lat))
     out = np.zeros((x.size, len(zooms), read_px, read_px, 3), np.uint8)
-
-    def read(i: int) -> None:
-        for k, z in enumerate(zooms):
-            bounds = footprint_around(float(x[i]), float(y[i]), z, base_footprint_m)
-            out[i, k] = imagery.read(bounds, read_px)[0]
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(tqdm(pool.map(read, range(x.size)), total=x.size, disable=not progress, desc=label))
+    with open_imagery(imagery_path) as imagery:
+        for i in range(x.size):
+            for k, z in enumerate(zooms):
+                bounds = footprint_around(float(x[i]), float(y[i]), z, base_m)
+                out[i, k] = imagery.read(bounds, read_px)[0]
     return out

@@ -8,8 +8,8 @@ dataset) implements the same two methods and registers itself in `DATASETS`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -133,29 +133,58 @@ class CachedCollator:
     def __len__(self) -> int:
         return len(self._meta)
 
+    def cached(self, indices: Sequence[int]) -> bool:
+        """Whether every index's zoom-independent parts are already kept."""
+        return all(int(i) in self._meta for i in indices)
+
+    def warm(self, indices: Sequence[int], zoom: int, workers: int, chunk: int = 256) -> None:
+        """Compute the parts of `indices` up front, in `workers` processes (1: in this one).
+
+        Audio synthesis, feature extraction and caption embedding are mostly single-threaded
+        work that holds the GIL, so only processes run them in parallel. Each worker gets the
+        dataset and the feature and tokenise functions once (all must pickle). Audio features
+        and metadata are those of filling lazily; caption embeddings may differ in the last bits
+        (the text model sees other batches).
+        """
+        todo = [int(i) for i in indices if int(i) not in self._meta]
+        chunks = [todo[k : k + chunk] for k in range(0, len(todo), chunk)]
+        if workers <= 1 or len(chunks) < 2:
+            for part in chunks:
+                self._fill({i: self.dataset.sample(i, zoom) for i in part})
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: torch's OpenMP threads are already running in this process.
+        with ProcessPoolExecutor(
+            min(workers, len(chunks)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_parts_worker,
+            initargs=(self.dataset, self.audio_features, self.tokenize),
+        ) as pool:
+            for parts in pool.map(_parts_in_worker, chunks, [zoom] * len(chunks)):
+                self._store([_with_tensors(p) for p in parts])
+
     def _fill(self, samples: dict[int, Sample]) -> None:
         """Compute and keep the zoom-independent parts of newly seen samples."""
-        if not samples:
-            return
-        idx = list(samples)
-        proto = [samples[i] for i in idx]
-        for rate in sorted({s.sample_rate for s in proto}):
-            rows = [r for r, s in enumerate(proto) if s.sample_rate == rate]
-            feats = self.audio_features([proto[r].audio for r in rows], rate)
-            for j, r in enumerate(rows):
-                self._audio[idx[r]] = _compact({k: v[j : j + 1] for k, v in feats.items()})
-        # Captions repeat a lot (templates): tokenise each distinct string once per run.
-        new = sorted({s.caption for s in proto} - self._by_caption.keys())
+        if samples:
+            self._store(sample_parts(samples, self.audio_features))
+
+    def _store(self, parts: list[SampleParts]) -> None:
+        """Keep computed parts; captions repeat (templates), so each distinct string is
+        tokenised once per run."""
+        for p in parts:
+            if p.text is not None:
+                self._by_caption.setdefault(p.caption, p.text)
+        new = sorted({p.caption for p in parts} - self._by_caption.keys())
         if new:
             toks = self.tokenize(new)
             for r, c in enumerate(new):
                 self._by_caption[c] = {k: v[r : r + 1].clone() for k, v in toks.items()}
-        for s_idx, s in zip(idx, proto, strict=True):
-            self._text[s_idx] = self._by_caption[s.caption]
-            self._meta[s_idx] = tuple(
-                np.nan if v is None else float(v)
-                for v in (s.lat, s.lon, s.month, s.hour, s.asource, s.tsource)
-            )
+        for p in parts:
+            self._audio[p.index] = p.audio
+            self._text[p.index] = self._by_caption[p.caption]
+            self._meta[p.index] = p.meta
 
     def __call__(
         self, indices: Sequence[int], zooms: Sequence[int], generator: torch.Generator | None
@@ -196,6 +225,92 @@ class CachedCollator:
             text=text,
             metadata=meta,
         )
+
+
+@dataclass(frozen=True)
+class SampleParts:
+    """What the cached collator keeps of one sample: everything but its image."""
+
+    index: int
+    audio: dict[str, Tensor]  # audio features of the clip, floats as float16
+    caption: str
+    meta: tuple[float, ...]  # lat, lon, month, hour, asource, tsource (NaN = unknown)
+    text: dict[str, Tensor] | None = None  # the caption tokenised, when computed with the rest
+
+
+def sample_parts(
+    samples: dict[int, Sample],
+    audio_features: Callable[[Sequence[np.ndarray], int], dict[str, Tensor]],
+    tokenize: Callable[[Sequence[str]], dict[str, Tensor]] | None = None,
+) -> list[SampleParts]:
+    """The zoom-independent parts of `samples` (index -> sample); captions tokenised too when
+    `tokenize` is given."""
+    idx = list(samples)
+    proto = [samples[i] for i in idx]
+    audio: dict[int, dict[str, Tensor]] = {}
+    for rate in sorted({s.sample_rate for s in proto}):
+        rows = [r for r, s in enumerate(proto) if s.sample_rate == rate]
+        feats = audio_features([proto[r].audio for r in rows], rate)
+        for j, r in enumerate(rows):
+            audio[idx[r]] = _compact({k: v[j : j + 1] for k, v in feats.items()})
+    text: dict[str, dict[str, Tensor]] = {}
+    if tokenize is not None:
+        distinct = sorted({s.caption for s in proto})
+        toks = tokenize(distinct)
+        text = {
+            c: {k: v[r : r + 1].clone() for k, v in toks.items()} for r, c in enumerate(distinct)
+        }
+    return [
+        SampleParts(
+            i,
+            audio[i],
+            s.caption,
+            tuple(
+                np.nan if v is None else float(v)
+                for v in (s.lat, s.lon, s.month, s.hour, s.asource, s.tsource)
+            ),
+            text.get(s.caption),
+        )
+        for i, s in zip(idx, proto, strict=True)
+    ]
+
+
+_WORKER: tuple[
+    SoundscapeDataset, Callable[..., dict[str, Tensor]], Callable[..., dict[str, Tensor]]
+]
+
+
+def _init_parts_worker(
+    dataset: SoundscapeDataset,
+    audio_features: Callable[[Sequence[np.ndarray], int], dict[str, Tensor]],
+    tokenize: Callable[[Sequence[str]], dict[str, Tensor]],
+) -> None:
+    """Keep what this worker process computes with; one torch thread each."""
+    global _WORKER
+    torch.set_num_threads(1)
+    _WORKER = (dataset, audio_features, tokenize)
+
+
+def _parts_in_worker(indices: list[int], zoom: int) -> list[SampleParts]:
+    """Parts of one chunk of indices (runs in a worker process)."""
+    dataset, audio_features, tokenize = _WORKER
+    samples = {i: dataset.sample(i, zoom) for i in indices}
+    # As numpy: torch sends tensors between processes as shared-memory file descriptors, one per
+    # tensor, and thousands of them exhaust the descriptor limit.
+    return [
+        _convert(p, lambda v: v.numpy()) for p in sample_parts(samples, audio_features, tokenize)
+    ]
+
+
+def _with_tensors(parts: SampleParts) -> SampleParts:
+    """Parts received from a worker, with their tensors restored."""
+    return _convert(parts, torch.from_numpy)
+
+
+def _convert(parts: SampleParts, fn: Callable[[Any], Any]) -> SampleParts:
+    """`parts` with `fn` applied to every audio and text array."""
+    text = None if parts.text is None else {k: fn(v) for k, v in parts.text.items()}
+    return replace(parts, audio={k: fn(v) for k, v in parts.audio.items()}, text=text)
 
 
 def _compact(feats: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -23,7 +23,11 @@ def uncertainty(logvar: Tensor) -> Tensor:
 
 def csd_matrix(mu1: Tensor, logvar1: Tensor, mu2: Tensor, logvar2: Tensor) -> Tensor:
     """Training-form CSD between every row of set 1 and set 2: ||mu1-mu2||^2 + c1 + c2."""
-    mu_pdist = (mu1.unsqueeze(1) - mu2.unsqueeze(0)).pow(2).sum(-1)
+    # |a|^2 + |b|^2 - 2ab: one matmul instead of a (B, B, D) difference tensor, which was a
+    # third of a CPU training step at B=128, D=128. Clamped: rounding can dip below zero.
+    mu_pdist = (
+        mu1.pow(2).sum(-1, keepdim=True) + mu2.pow(2).sum(-1).unsqueeze(0) - 2.0 * (mu1 @ mu2.T)
+    ).clamp_min(0.0)
     sigma_pdist = variance_sum(logvar1).unsqueeze(1) + variance_sum(logvar2).unsqueeze(0)
     return mu_pdist + sigma_pdist
 

@@ -30,6 +30,9 @@ class TrainConfig:
     # Keep each sample's audio features and text tokens after their first use (they do not
     # depend on the zoom level); costs memory, saves recomputing them every epoch.
     cache_features: bool = False
+    # With cache_features: processes that compute every sample's features before the first step
+    # (1 = fill the cache lazily during the first epoch instead).
+    feature_workers: int = 1
     extra: dict[str, object] = field(default_factory=dict)
 
     def resolved_device(self) -> torch.device:

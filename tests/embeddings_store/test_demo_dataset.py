@@ -153,3 +153,36 @@ def test_cached_collator_matches_plain_collation(train):
             if name in got_mask:
                 assert torch.equal(got_mask[name], plain_mask[name])
     assert len(cached) == 3
+
+
+def test_pickles_small_for_worker_processes_and_samples_identically(train):
+    import pickle
+
+    blob = pickle.dumps(train)
+    assert len(blob) < 1_000_000  # no geo layers, and the cached footprints are not copied
+    copy = pickle.loads(blob)
+    assert isinstance(copy.images, np.memmap) and copy.layers is None
+    for i in (0, len(train) - 1):
+        a, b = train.sample(i, 5), copy.sample(i, 5)
+        assert np.array_equal(a.image, b.image) and np.array_equal(a.audio, b.audio)
+        assert a.caption == b.caption
+
+
+def test_cached_collator_warmed_in_worker_processes_matches_lazy_filling(train):
+    from model.config import load_config
+    from model.data import CachedCollator
+    from model.psm import PSM
+
+    torch.manual_seed(0)
+    model = PSM(load_config("test"))
+    size = model.config.image.img_size
+    parts = (train, model.audio_tower.features, model.text_tower.tokenize, size)
+    lazy, warm = CachedCollator(*parts), CachedCollator(*parts)
+    warm.warm(range(40), zoom=1, workers=2, chunk=16)
+    assert len(warm) == 40 and warm.cached(range(40)) and not warm.cached([40])
+    idx, zooms = [3, 17, 39], [5, 1, 3]
+    a, b = lazy(idx, zooms, None), warm(idx, zooms, None)
+    assert torch.equal(a.images, b.images)
+    assert torch.equal(a.audio["input_features"], b.audio["input_features"])
+    assert torch.equal(a.text["input_ids"], b.text["input_ids"])
+    assert torch.equal(a.metadata.latlong, b.metadata.latlong)

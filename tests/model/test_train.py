@@ -72,12 +72,28 @@ def test_batches_are_built_in_the_background_only_while_features_are_computed(
     test_config, tmp_path, monkeypatch
 ):
     trainer = make_trainer(test_config, tmp_path / "a", 10, cache_features=True)
-    per_epoch = 96 // 16
-    assert [trainer._prefetch_pays(s) for s in range(8)] == [True] * per_epoch + [False] * 2
+    assert all(trainer._prefetch_pays(s) for s in range(8))  # nothing computed yet
     uncached = make_trainer(test_config, tmp_path / "b", 10)
     assert all(uncached._prefetch_pays(s) for s in range(20))  # synthesis on every step
     # Where the batch is built changes nothing in the results.
     losses = trainer.train(progress=False)
+    assert not any(trainer._prefetch_pays(s) for s in range(20))  # every sample's parts kept
     monkeypatch.setattr(Trainer, "_prefetch_pays", lambda self, step: True)
     always = make_trainer(test_config, tmp_path / "c", 10, cache_features=True)
     np.testing.assert_array_equal(always.train(progress=False), losses)
+
+
+def test_features_computed_up_front_in_worker_processes_train_identically(test_config, tmp_path):
+    lazy = make_trainer(test_config, tmp_path / "lazy", 8, cache_features=True)
+    lazy_losses = lazy.train(progress=False)
+    warm = make_trainer(test_config, tmp_path / "warm", 8, cache_features=True, feature_workers=2)
+    warm.collator.warm(range(len(warm.dataset)), 1, workers=2, chunk=32)
+    assert len(warm.collator) == len(warm.dataset)
+    assert not any(warm._prefetch_pays(s) for s in range(8))
+    for i in (0, 50, 95):
+        for key, value in lazy.collator._audio[i].items():
+            torch.testing.assert_close(warm.collator._audio[i][key], value, rtol=0, atol=0)
+        assert warm.collator._meta[i] == lazy.collator._meta[i] or np.allclose(
+            warm.collator._meta[i], lazy.collator._meta[i], equal_nan=True
+        )
+    np.testing.assert_array_equal(warm.train(progress=False), lazy_losses)
