@@ -90,6 +90,7 @@ class Trainer:
         )
         self.step = 0
         self.losses: list[float] = []
+        self._pool: ThreadPoolExecutor | None = None  # background batch thread, while it pays
         self.collator = (
             CachedCollator(
                 dataset,
@@ -206,20 +207,12 @@ class Trainer:
         # The next batch is built in a background thread while this step trains: audio synthesis
         # is mostly single-threaded numpy, so it overlaps with torch's compute. Batches depend
         # only on their step number, so prefetching changes nothing in the results.
-        pool = ThreadPoolExecutor(1, thread_name_prefix="batches")
         try:
-            first = self.step
-            pending = pool.submit(self.make_batch, first) if first < self.cfg.steps else None
+            pending = self._request(self.step) if self.step < self.cfg.steps else None
             while pending is not None:
                 batch = pending.result()
                 nxt = self.step + 1
-                if nxt >= self.cfg.steps:
-                    pending = None
-                elif self._prefetch_pays(nxt):
-                    pending = pool.submit(self.make_batch, nxt)
-                else:
-                    pending = Future()
-                    pending.set_result(self.make_batch(nxt))
+                pending = self._request(nxt) if nxt < self.cfg.steps else None
                 loss, _ = self.train_step(batch)
                 self.losses.append(loss)
                 self.step += 1
@@ -233,9 +226,28 @@ class Trainer:
                 if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps:
                     self.save_state()
         finally:
-            pool.shutdown(cancel_futures=True)
+            self._stop_pool()
         bar.close()
         return self.losses
+
+    def _request(self, step: int) -> Future[Batch]:
+        """Batch `step`: built in the background thread while prefetching pays, else now."""
+        if self._prefetch_pays(step):
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="batches")
+            return self._pool.submit(self.make_batch, step)
+        # A live thread that has run torch ops slows every later step of this one (measured
+        # 0.45 against 0.34 s/step on 2 cores), so it goes as soon as it is not needed.
+        self._stop_pool()
+        done: Future[Batch] = Future()
+        done.set_result(self.make_batch(step))
+        return done
+
+    def _stop_pool(self) -> None:
+        """Shut the background batch thread down, if one runs."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     def _prefetch_pays(self, step: int) -> bool:
         """Whether to build batch `step` in the background thread.

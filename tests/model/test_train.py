@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -75,9 +77,17 @@ def test_batches_are_built_in_the_background_only_while_features_are_computed(
     assert all(trainer._prefetch_pays(s) for s in range(8))  # nothing computed yet
     uncached = make_trainer(test_config, tmp_path / "b", 10)
     assert all(uncached._prefetch_pays(s) for s in range(20))  # synthesis on every step
+    threads = {}
+
+    def note_threads(step, loss):
+        threads[step] = [t.name for t in threading.enumerate() if t.name.startswith("batches")]
+
     # Where the batch is built changes nothing in the results.
-    losses = trainer.train(progress=False)
+    losses = trainer.train(progress=False, on_step=note_threads)
     assert not any(trainer._prefetch_pays(s) for s in range(20))  # every sample's parts kept
+    # The background thread runs during the first epoch (6 steps) and is gone afterwards: a live
+    # thread that has run torch ops slows every training step.
+    assert threads[1] and not threads[7] and not threads[10]
     monkeypatch.setattr(Trainer, "_prefetch_pays", lambda self, step: True)
     always = make_trainer(test_config, tmp_path / "c", 10, cache_features=True)
     np.testing.assert_array_equal(always.train(progress=False), losses)
