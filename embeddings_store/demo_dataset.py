@@ -31,6 +31,7 @@ from model.demo_world.geo import GeoLayers
 from model.demo_world.soundscape import class_distribution, sample_world, split_of
 from model.transforms import PSM_ZOOM_LEVELS
 
+RENDER_CHUNK = 250  # points per task: big enough to amortise opening the imagery
 RENDER_VERSION = 1  # bump when the rendering below changes, so old caches are not reused
 
 
@@ -227,9 +228,6 @@ def render_footprints(
                 bar.update(sl.stop - sl.start)
     bar.close()
     return out
-
-
-RENDER_CHUNK = 250  # points per task: big enough to amortise opening the imagery
 
 
 def _render_chunk(

@@ -178,9 +178,7 @@ class CachedCollator:
                 self._by_caption.setdefault(p.caption, p.text)
         new = sorted({p.caption for p in parts} - self._by_caption.keys())
         if new:
-            toks = self.tokenize(new)
-            for r, c in enumerate(new):
-                self._by_caption[c] = {k: v[r : r + 1].clone() for k, v in toks.items()}
+            self._by_caption.update(_tokens_by_caption(new, self.tokenize))
         for p in parts:
             self._audio[p.index] = p.audio
             self._text[p.index] = self._by_caption[p.caption]
@@ -255,11 +253,7 @@ def sample_parts(
             audio[idx[r]] = _compact({k: v[j : j + 1] for k, v in feats.items()})
     text: dict[str, dict[str, Tensor]] = {}
     if tokenize is not None:
-        distinct = sorted({s.caption for s in proto})
-        toks = tokenize(distinct)
-        text = {
-            c: {k: v[r : r + 1].clone() for k, v in toks.items()} for r, c in enumerate(distinct)
-        }
+        text = _tokens_by_caption(sorted({s.caption for s in proto}), tokenize)
     return [
         SampleParts(
             i,
@@ -273,6 +267,14 @@ def sample_parts(
         )
         for i, s in zip(idx, proto, strict=True)
     ]
+
+
+def _tokens_by_caption(
+    captions: list[str], tokenize: Callable[[Sequence[str]], dict[str, Tensor]]
+) -> dict[str, dict[str, Tensor]]:
+    """Tokenise `captions` in one batch; each caption's own row, copied out of the batch."""
+    toks = tokenize(captions)
+    return {c: {k: v[r : r + 1].clone() for k, v in toks.items()} for r, c in enumerate(captions)}
 
 
 _WORKER: tuple[
