@@ -452,13 +452,22 @@ def build_router(svc: Service) -> APIRouter:
             raise HTTPException(
                 415, "send JSON {\"text\": ...} or multipart/form-data with field 'audio'"
             )
-        return QueryOut(
-            id=qid,
-            kind=emb.kind,
-            uncertainty=emb.uncertainty,
-            tiles=f"/tiles/{qid}/{{z}}/{{x}}/{{y}}.png",
-            tilejson=f"/queries/{qid}/tilejson.json",
-        )
+        return query_out(qid, emb)
+
+    @router.get(
+        "/queries/{query_id}",
+        response_model=QueryOut,
+        summary="A registered query, looked up without registering anything",
+        tags=["queries"],
+        responses={404: {"description": "unknown query id"}, 422: {"description": "not an id"}},
+    )
+    async def get_query(
+        query_id: Annotated[str, Path(max_length=64, description="id from POST /queries")],
+    ) -> QueryOut:
+        if not is_query_id(query_id):
+            raise HTTPException(422, f"{query_id!r} is not a query id (txt-... or aud-...)")
+        qid, emb = await resolve_query(query_id)
+        return query_out(qid, emb)
 
     @router.get(
         "/queries/{query_id}/tilejson.json",
@@ -615,11 +624,16 @@ def build_router(svc: Service) -> APIRouter:
             },
         }
 
-    @router.get("/healthz", summary="Liveness", tags=["ops"])
+    @router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness", tags=["ops"])
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Readiness: model and store loaded", tags=["ops"])
+    @router.api_route(
+        "/readyz",
+        methods=["GET", "HEAD"],
+        summary="Readiness: model and store loaded",
+        tags=["ops"],
+    )
     async def readyz() -> JSONResponse:
         redis = svc.cache.redis
         return JSONResponse(
@@ -643,6 +657,17 @@ def build_router(svc: Service) -> APIRouter:
         return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return router
+
+
+def query_out(qid: str, emb: QueryEmbedding) -> QueryOut:
+    """The public description of a registered query."""
+    return QueryOut(
+        id=qid,
+        kind=emb.kind,
+        uncertainty=emb.uncertainty,
+        tiles=f"/tiles/{qid}/{{z}}/{{x}}/{{y}}.png",
+        tilejson=f"/queries/{qid}/tilejson.json",
+    )
 
 
 def _unknown(query_id: str) -> Any:

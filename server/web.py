@@ -31,7 +31,7 @@ def mount_web(app: FastAPI, web_dir: Path) -> None:
     if web_dir.is_dir():
         app.mount("/static", StaticFiles(directory=web_dir), name="static")
 
-    @app.get("/", include_in_schema=False, response_model=None)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False, response_model=None)
     async def page() -> HTMLResponse | FileResponse:
         if index.is_file():
             return FileResponse(index, media_type="text/html; charset=utf-8")

@@ -374,6 +374,23 @@ def test_info_tilejson_legend_health_metrics(client, text_query):
         assert name in text
 
 
+def test_queries_can_be_looked_up_without_registering(client, text_query):
+    assert client.get(f"/queries/{text_query['id']}").json() == text_query
+    unknown = "txt-" + "0" * 24
+    for _ in range(2):  # the lookup registers nothing: still unknown the second time
+        r = client.get(f"/queries/{unknown}")
+        assert r.status_code == 404 and "POST /queries" in r.json()["detail"]
+    r = client.get("/queries/birds%20at%20dawn")
+    assert r.status_code == 422 and "not a query id" in r.json()["detail"]
+
+
+def test_page_and_health_answer_head_requests(client):
+    for path in ("/", "/healthz", "/readyz"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == 200, path
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+
+
 def test_page_has_csp_and_imagery_tiles_work(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
