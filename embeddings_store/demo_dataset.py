@@ -28,12 +28,7 @@ from model.data import SPLITS, Sample
 from model.demo_world.audio import synthesize, synthesize_mixture
 from model.demo_world.captions import caption
 from model.demo_world.geo import GeoLayers
-from model.demo_world.soundscape import (
-    class_distribution,
-    degree_cell,
-    sample_world,
-    split_of,
-)
+from model.demo_world.soundscape import class_distribution, sample_world, split_of
 from model.transforms import PSM_ZOOM_LEVELS
 
 RENDER_CHUNK = 250  # points per task: big enough to amortise opening the imagery
@@ -97,10 +92,6 @@ class DemoWorldDataset:
     def place_probs(self) -> np.ndarray:
         """(N, 14) class distribution at each sample's place, averaged over months and hours."""
         return class_distribution(self.place_features, self.world["lat"], None, None)
-
-    def place_keys(self) -> np.ndarray:
-        """The 1 deg x 1 deg cell of every sample (the trainer's place groups)."""
-        return degree_cell(self.world["lat"], self.world["lon"])
 
     @property
     def labels(self) -> np.ndarray:

@@ -44,23 +44,6 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
-def place_grouped_order(places: np.ndarray, group: int, seed: int, epoch: int) -> np.ndarray:
-    """One epoch's sample order in which runs of up to `group` samples share a place key.
-
-    Each place's samples are shuffled and cut into runs of `group`; the runs are shuffled. A
-    batch of consecutive samples then holds several samples of each of its places.
-    """
-    rng = np.random.default_rng([seed, epoch, 7])
-    _, inverse = np.unique(places, return_inverse=True)
-    by_place = np.argsort(inverse.reshape(-1), kind="stable")
-    bounds = np.flatnonzero(np.diff(inverse.reshape(-1)[by_place])) + 1
-    runs: list[np.ndarray] = []
-    for members in np.split(by_place, bounds):
-        members = rng.permutation(members)
-        runs += [members[i : i + group] for i in range(0, members.size, group)]
-    return np.concatenate([runs[i] for i in rng.permutation(len(runs))])
-
-
 def psm_loss(model: PSM, batch: Batch) -> tuple[Tensor, dict[str, float]]:
     """Reference objective: (1-w) L(image, audio) + w (L(image, text) + L(audio, text))."""
     sat = model.embed_images(batch.images, batch.zoom, batch.metadata)
@@ -107,8 +90,6 @@ class Trainer:
         )
         self.step = 0
         self.losses: list[float] = []
-        self._places = self._place_keys(dataset, cfg)
-        self._epoch_order: tuple[int, np.ndarray] | None = None
         self._pool: ThreadPoolExecutor | None = None  # background batch thread, while it pays
         self.collator = (
             CachedCollator(
@@ -120,24 +101,6 @@ class Trainer:
             if cfg.cache_features
             else None
         )
-
-    @staticmethod
-    def _place_keys(dataset: SoundscapeDataset, cfg: TrainConfig) -> np.ndarray | None:
-        """The dataset's place key per sample, when batches are grouped by place."""
-        if cfg.place_group < 1:
-            raise ValueError(f"place_group must be at least 1, got {cfg.place_group}")
-        if cfg.place_group == 1:
-            return None
-        keys = getattr(dataset, "place_keys", None)
-        if keys is None:
-            raise ValueError(
-                f"place_group={cfg.place_group} needs a dataset with place_keys() "
-                f"({type(dataset).__name__} has none); use place_group=1"
-            )
-        places = np.asarray(keys())
-        if places.shape != (len(dataset),):
-            raise ValueError(f"place_keys() gave shape {places.shape}, want ({len(dataset)},)")
-        return places
 
     # -- state ------------------------------------------------------------------------------
     def save_state(self) -> Path:
@@ -178,21 +141,10 @@ class Trainer:
         return True
 
     # -- loop -------------------------------------------------------------------------------
-    def batch_indices(self, step: int) -> np.ndarray:
-        """Sample indices of step `step` (uniform, or grouped by place with `place_group`)."""
-        cfg, n = self.cfg, len(self.dataset)
-        if cfg.place_group == 1:
-            return batch_indices(n, cfg.batch_size, cfg.seed, step)
-        epoch, pos = divmod(step, max(n // cfg.batch_size, 1))
-        if self._epoch_order is None or self._epoch_order[0] != epoch:
-            order = place_grouped_order(self._places, cfg.place_group, cfg.seed, epoch)
-            self._epoch_order = (epoch, order)
-        return self._epoch_order[1][pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
-
     def make_batch(self, step: int) -> Batch:
         """Deterministic training batch of step `step`."""
         cfg = self.cfg
-        idx = self.batch_indices(step)
+        idx = batch_indices(len(self.dataset), cfg.batch_size, cfg.seed, step)
         zooms = step_rng(cfg.seed, step, 1).choice(cfg.zooms, size=len(idx))
         gen = torch.Generator().manual_seed(int(step_rng(cfg.seed, step, 2).integers(2**62)))
         if self.collator is not None:
@@ -305,7 +257,8 @@ class Trainer:
             return True
         if len(self.collator) == len(self.dataset):
             return False  # all cached: skip drawing the epoch's permutation again
-        return not self.collator.cached(self.batch_indices(step))
+        idx = batch_indices(len(self.dataset), self.cfg.batch_size, self.cfg.seed, step)
+        return not self.collator.cached(idx)
 
     def export(self) -> tuple[Path, str]:
         """Write the trained model in the project format; returns (path, model id)."""

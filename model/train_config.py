@@ -33,10 +33,6 @@ class TrainConfig:
     # With cache_features: processes that compute every sample's features before the first step
     # (1 = fill the cache lazily during the first epoch instead).
     feature_workers: int = 1
-    # > 1: batches are made of runs of this many samples from one place (the dataset's
-    # place_keys(), e.g. 1-degree cells), so the fuser must tell the months and hours of one
-    # place apart; 1 = uniformly random batches (the reference).
-    place_group: int = 1
     extra: dict[str, object] = field(default_factory=dict)
 
     def resolved_device(self) -> torch.device:

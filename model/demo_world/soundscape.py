@@ -486,18 +486,13 @@ def class_posterior(probs: np.ndarray, audio_source: np.ndarray) -> np.ndarray:
     return post / post.sum(axis=1, keepdims=True)
 
 
-def degree_cell(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Index (0..64799) of the 1 deg x 1 deg cell holding each point."""
+def split_of(lat: np.ndarray, lon: np.ndarray, seed: int = 0) -> np.ndarray:
+    """'train'/'val'/'test' (80/10/10) by a seeded hash of the 1 deg x 1 deg cell, like GeoSound."""
     lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
     lon = np.atleast_1d(np.asarray(lon, dtype=np.float64))
     ilat = np.clip(np.floor(lat), -90, 89).astype(np.int64) + 90
     ilon = np.floor(np.mod(lon + 180.0, 360.0)).astype(np.int64) % 360
-    return ilat * 360 + ilon
-
-
-def split_of(lat: np.ndarray, lon: np.ndarray, seed: int = 0) -> np.ndarray:
-    """'train'/'val'/'test' (80/10/10) by a seeded hash of the 1 deg x 1 deg cell, like GeoSound."""
-    key = degree_cell(lat, lon).astype(np.uint64)
+    key = (ilat * 360 + ilon).astype(np.uint64)
     # Python ints for the seed so numpy never sees a scalar overflow.
     salt = np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64)
     u = _splitmix64(key ^ salt).astype(np.float64) / 2.0**64

@@ -70,12 +70,6 @@ def test_samples_stay_in_the_region_and_splits_never_share_a_degree_cell(
 
     assert len(test) > 0
     assert not cells(train) & cells(test)
-    # The trainer's place groups are these degree cells: one key per cell.
-    keys = train.place_keys()
-    assert keys.shape == (len(train),) and len(set(keys.tolist())) == len(cells(train))
-    same = keys[:, None] == keys[None, :]
-    lat_cell, lon_cell = np.floor(train.world["lat"]), np.floor(train.world["lon"])
-    assert np.array_equal(same, (lat_cell[:, None] == lat_cell) & (lon_cell[:, None] == lon_cell))
 
 
 def test_footprints_are_framed_like_precompute(train, bluemarble_tif):

@@ -6,7 +6,7 @@ import torch
 
 from model.data import SyntheticDataset
 from model.psm import PSM
-from model.train import TrainConfig, Trainer, batch_indices, place_grouped_order
+from model.train import TrainConfig, Trainer, batch_indices
 
 
 def make_trainer(config, workdir, steps, **kw):
@@ -60,48 +60,6 @@ def test_batches_cover_an_epoch_without_repeats():
     seen = np.concatenate([batch_indices(n, b, seed=1, step=s) for s in range(4)])
     assert sorted(seen.tolist()) == list(range(n))
     assert not np.array_equal(batch_indices(n, b, 1, 0), batch_indices(n, b, 1, 4))
-
-
-def test_place_grouped_epochs_keep_each_place_together():
-    places = np.random.default_rng(3).integers(0, 40, 500)
-    order = place_grouped_order(places, 4, seed=1, epoch=0)
-    assert sorted(order.tolist()) == list(range(500))  # a permutation: every sample once
-    runs = np.split(places[order], np.flatnonzero(np.diff(places[order])) + 1)
-    # Runs of one place are at most `group` long unless two runs of it happen to meet.
-    assert np.mean([len(r) for r in runs]) > 2.5
-    assert np.array_equal(order, place_grouped_order(places, 4, seed=1, epoch=0))
-    assert not np.array_equal(order, place_grouped_order(places, 4, seed=1, epoch=1))
-    # group 1: no structure beyond a permutation
-    ones = place_grouped_order(places, 1, seed=1, epoch=0)
-    assert np.mean(places[ones][1:] == places[ones][:-1]) < 0.1
-
-
-class PlacedSynthetic(SyntheticDataset):
-    """Synthetic pairs with a place key: eight places of 12 samples each."""
-
-    def place_keys(self) -> np.ndarray:
-        return np.arange(len(self)) // 12
-
-
-def test_trainer_groups_batches_by_place(test_config, tmp_path):
-    torch.manual_seed(0)
-    ds = PlacedSynthetic("train", size=96, n_classes=4)
-    cfg = TrainConfig(steps=12, batch_size=16, lr=1e-3, checkpoint_every=6, place_group=4)
-    trainer = Trainer(PSM(test_config), ds, cfg, tmp_path / "a")
-    epoch = np.concatenate([trainer.batch_indices(s) for s in range(6)])
-    assert sorted(epoch.tolist()) == list(range(96))
-    for s in range(6):
-        _, counts = np.unique(ds.place_keys()[trainer.batch_indices(s)], return_counts=True)
-        assert counts.min() >= 4  # every place in a batch brings a run of 4 samples
-    losses = trainer.train(progress=False)
-    resumed = Trainer(PSM(test_config), ds, cfg, tmp_path / "a")
-    resumed.step = 0  # a fresh trainer draws the same batches
-    assert all(np.array_equal(resumed.batch_indices(s), trainer.batch_indices(s)) for s in (0, 7))
-    assert len(losses) == 12 and np.isfinite(losses).all()
-    with pytest.raises(ValueError, match="place_keys"):
-        Trainer(PSM(test_config), SyntheticDataset("train", size=96), cfg, tmp_path / "b")
-    with pytest.raises(ValueError, match="at least 1"):
-        Trainer(PSM(test_config), ds, TrainConfig(batch_size=16, place_group=0), tmp_path / "c")
 
 
 def test_bad_training_settings_are_rejected(test_config, tmp_path):
