@@ -610,6 +610,14 @@ def build_router(svc: Service) -> APIRouter:
                 "months": [1, 12],
                 "hours": [0, 23],
             },
+            "basemap": None
+            if svc.settings.basemap_url is None
+            else {
+                "url": svc.settings.basemap_url,
+                "name": svc.settings.basemap_name,
+                "attribution": svc.settings.basemap_attribution,
+                "max_zoom": svc.settings.basemap_max_zoom,
+            },
             "scales": ["relative", "probability"],
             "colormaps": {
                 "heatmap": list(HEATMAP_COLORMAPS),

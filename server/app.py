@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.add_middleware(
         ServiceMiddleware,
         max_body_bytes=int(settings.max_body_mb * (1 << 20)),
-        csp=content_security_policy(settings.basemap_origin),
+        csp=content_security_policy(settings.csp_image_origin()),
     )
     return app
 

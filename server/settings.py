@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 import torch
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,15 +44,58 @@ class Settings(BaseSettings):
     rate_burst: int = Field(30, ge=1, description="POST burst per client")
     cache_max_age_s: int = Field(86400, ge=0, description="Cache-Control max-age of tiles")
     cors_origins: list[str] = Field(default_factory=list, description="allowed origins (CORS)")
-    basemap_origin: str | None = Field(None, description="extra img-src origin in the CSP")
+    basemap_url: str | None = Field(
+        None,
+        description="external XYZ base map offered on the page besides the store's imagery, "
+        "e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (its origin joins the page's CSP)",
+    )
+    basemap_name: str = Field("External base map", min_length=1, max_length=80)
+    basemap_attribution: str = Field(
+        "", max_length=300, description="credit shown with the external base map"
+    )
+    basemap_max_zoom: int = Field(19, ge=0, le=24, description="the base map's deepest zoom")
     web_dir: str | None = Field(None, description="folder of the web page (default: ./web)")
     log_json: bool = Field(True, description="one JSON object per log line")
     device: str = Field(
         "auto", description="torch device for queries and fusion: auto (cuda if present), cpu, cuda"
     )
 
+    @field_validator("basemap_url")
+    @classmethod
+    def _check_basemap_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            basemap_origin(url)
+        return url
+
+    def csp_image_origin(self) -> str | None:
+        """The origin the page may load base-map images from, besides its own."""
+        return None if self.basemap_url is None else basemap_origin(self.basemap_url)
+
     def resolved_device(self) -> str:
         """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'."""
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         return self.device
+
+
+def basemap_origin(url: str) -> str:
+    """The CSP source of an XYZ URL template; ValueError unless it is an http(s) XYZ template.
+
+    A `{s}` subdomain placeholder is allowed as the host's first label (`https://*.host`).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"basemap_url must be an http(s) URL template, got {url!r}")
+    missing = [p for p in ("{z}", "{x}", "{y}") if p not in url]
+    if missing:
+        raise ValueError(f"basemap_url needs the placeholders {missing}: {url!r}")
+    host = parts.netloc
+    if host.startswith("{s}."):
+        host = "*." + host[len("{s}.") :]
+    bare = host.removeprefix("*.")
+    if not bare or any(ch in bare for ch in "{}*'\";,@ "):
+        raise ValueError(
+            f"basemap_url host {parts.netloc!r} is not a plain host name "
+            "(a {s} placeholder may only be its first label)"
+        )
+    return f"{parts.scheme}://{host}"

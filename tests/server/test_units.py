@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 
@@ -209,11 +210,47 @@ def test_cors_is_off_by_default_and_configurable(app_factory):
     with TestClient(app_factory()) as c:
         r = c.get("/api/info", headers={"Origin": "https://elsewhere.example"})
         assert "access-control-allow-origin" not in r.headers
-    app = app_factory(cors_origins=["https://maps.example"], basemap_origin="https://tiles.example")
+    app = app_factory(cors_origins=["https://maps.example"])
     with TestClient(app) as c:
         r = c.get("/api/info", headers={"Origin": "https://maps.example"})
         assert r.headers["access-control-allow-origin"] == "https://maps.example"
-        assert "https://tiles.example" in c.get("/").headers["content-security-policy"]
+
+
+def test_an_external_base_map_is_one_setting(app_factory):
+    with TestClient(app_factory()) as c:
+        assert c.get("/api/info").json()["basemap"] is None
+        assert "img-src 'self' data: blob:;" in c.get("/").headers["content-security-policy"]
+    url = "https://tiles.example/osm/{z}/{x}/{y}.png"
+    app = app_factory(basemap_url=url, basemap_name="OSM", basemap_attribution="(c) OSM")
+    with TestClient(app) as c:
+        info = c.get("/api/info").json()
+        assert info["basemap"] == {"url": url, "name": "OSM", "attribution": "(c) OSM",
+                                   "max_zoom": 19}  # fmt: skip
+        csp = c.get("/").headers["content-security-policy"]
+        assert "img-src 'self' data: blob: https://tiles.example;" in csp
+        assert "connect-src 'self';" in csp  # images only: scripts and fetches stay ours
+
+
+def test_base_map_urls_are_checked():
+    from pydantic import ValidationError
+
+    from server.settings import Settings, basemap_origin
+
+    assert basemap_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png") == (
+        "https://*.tile.example.org"
+    )
+    assert basemap_origin("http://localhost:8080/t/{z}/{y}/{x}") == "http://localhost:8080"
+    bad = {
+        "ftp://tiles.example/{z}/{x}/{y}.png": "http(s)",
+        "tiles.example/{z}/{x}/{y}.png": "http(s)",
+        "https://tiles.example/{z}/{x}.png": "{y}",
+        "https://tiles.{s}.example/{z}/{x}/{y}.png": "plain host name",
+        "https://a;b.example/{z}/{x}/{y}.png": "plain host name",
+        "https://user@tiles.example/{z}/{x}/{y}.png": "plain host name",
+    }
+    for url, why in bad.items():
+        with pytest.raises(ValidationError, match=re.escape(why)):
+            Settings(basemap_url=url)
 
 
 def test_serve_without_demo_files_says_what_to_do(tmp_path, monkeypatch, capsys):

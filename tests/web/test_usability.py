@@ -164,3 +164,36 @@ def test_everything_comes_from_our_own_origin(map_page):
     # The page's CSP (script-src 'self', no inline script) is in force.
     csp = page.request.get(origin + "/").headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_an_external_base_map_from_the_server_settings_is_offered(map_page):
+    """With SOUNDSCAPE_BASEMAP_URL set, /api/info carries the base map and the page offers it.
+
+    The server side (settings, CSP, /api/info) is tested in tests/server; here /api/info is
+    answered with a base map on our own origin, so the page's handling runs in a real browser.
+    """
+    page = map_page.page
+    origin = map_page.base_url
+
+    def with_basemap(route):
+        response = route.fetch()
+        info = response.json()
+        info["basemap"] = {
+            "url": origin + "/imagery/{z}/{x}/{y}.png?external=1",
+            "name": "Test base map",
+            "attribution": "Test tiles credit",
+            "max_zoom": 12,
+        }
+        route.fulfill(response=response, json=info)
+
+    page.route("**/api/info", with_basemap)
+    open_map(map_page)
+    options = page.eval_on_selector_all("#base option", "els => els.map((e) => e.value)")
+    assert options == ["imagery", "external", "none"]
+    assert "Test base map" in page.inner_text("#base")
+    page.select_option("#base", "external")
+    js = """() => [...document.querySelectorAll('img.leaflet-tile-loaded')]
+                   .some((img) => img.src.includes('external=1'))"""
+    wait_for(page, js, what="external base-map tiles")
+    assert "Test tiles credit" in page.inner_text(".leaflet-control-attribution")
+    assert "base=external" in page.url  # the choice is part of the shareable state

@@ -1,14 +1,14 @@
 // Base maps: the store's own imagery from our server (works offline), and optionally an
-// external XYZ map configured in config.js.
+// external XYZ map that the operator configures on the server (SOUNDSCAPE_BASEMAP_URL; the
+// server also lets its origin through the page's Content Security Policy).
 
 import * as L from '/vendor/leaflet/leaflet-src.esm.js';
-import { config } from './config.js';
 
 /** [value, label] of the base maps on offer; 'none' is always there. */
 export function baseChoices(info) {
   const choices = [];
   if (info.store.imagery) choices.push(['imagery', 'Store imagery (offline)']);
-  if (config.externalBasemap) choices.push(['external', config.externalBasemap.name]);
+  if (info.basemap) choices.push(['external', info.basemap.name]);
   choices.push(['none', 'None']);
   return choices;
 }
@@ -24,9 +24,13 @@ export function makeBaseLayers(info) {
       attribution: 'Imagery: the store’s source',
     });
   }
-  const ext = config.externalBasemap;
+  const ext = info.basemap;
   if (ext) {
-    layers.external = L.tileLayer(ext.url, { maxZoom: zmax, maxNativeZoom: ext.maxZoom, attribution: ext.attribution });
+    layers.external = L.tileLayer(ext.url, {
+      maxZoom: zmax,
+      maxNativeZoom: ext.max_zoom,
+      attribution: ext.attribution,
+    });
   }
   return layers;
 }
