@@ -263,10 +263,18 @@ def format_evaluation(result: dict[str, object]) -> str:
         )
     lines.append("| random | 0.100 | | 0.100 | |")
     lines += ["", f"Map correctness, PSM zoom {maps['psm_zoom']}, {maps['n_cells']:,} cells:", ""]
-    lines.append("| class | ROC-AUC (likely here) | right hour > wrong hour |")
-    lines.append("|---|---:|---:|")
+    lines.append(
+        "| class | ROC-AUC (likely here) | right hour > wrong hour | same, mean distance only |"
+    )
+    lines.append("|---|---:|---:|---:|")
+    mean_only = maps.get("hour_wins_mean_only", {})
     for name, auc in maps["auc"].items():
-        wins = maps["hour_wins"].get(name)
-        lines.append(f"| {name} | {auc:.3f} | {'' if wins is None else f'{wins:.0%}'} |")
-    lines.append(f"| **mean** | **{maps['mean_auc']:.3f}** | **{maps['mean_hour_wins']:.0%}** |")
+        wins = [maps["hour_wins"].get(name), mean_only.get(name)]
+        cells = " | ".join("" if w is None else f"{w:.0%}" for w in wins)
+        lines.append(f"| {name} | {auc:.3f} | {cells} |")
+    mean_mean_only = f"{sum(mean_only.values()) / len(mean_only):.0%}" if mean_only else ""
+    lines.append(
+        f"| **mean** | **{maps['mean_auc']:.3f}** | **{maps['mean_hour_wins']:.0%}** | "
+        f"{mean_mean_only} |"
+    )
     return "\n".join(lines) + "\n"

@@ -180,6 +180,9 @@ class MapReport:
     mean_auc: float
     hour_wins: dict[str, float]  # per time-dependent class: share of cells right hour > wrong
     mean_hour_wins: float
+    # The same test on the distance between means alone (the CSD without the cells' variance):
+    # where it differs from hour_wins, the variance term decided.
+    hour_wins_mean_only: dict[str, float]
 
     def to_json(self) -> dict[str, object]:
         """Plain-data form for evaluation.json."""
@@ -211,21 +214,25 @@ def map_report(
         return hour_cache[h]
 
     wins: dict[str, float] = {}
+    mean_only: dict[str, float] = {}
     for k, (right, wrong) in TIME_DEPENDENT.items():
         where = likely[k]
         if not where.any():
             continue
 
-        def mean_score(hours: tuple[int, ...], k: int = k, where: np.ndarray = where) -> np.ndarray:
-            return np.mean(
-                [
-                    score_cells(at_hour(h)[0][where], at_hour(h)[1][where], q_mu[k], float(q_c[k]))
-                    for h in hours
-                ],
-                axis=0,
-            )
+        def mean_score(
+            hours: tuple[int, ...], variance: bool, k: int = k, where: np.ndarray = where
+        ) -> np.ndarray:
+            scores = []
+            for h in hours:
+                mu_h, c_h = at_hour(h)
+                c_h = c_h[where] if variance else np.zeros(int(where.sum()), np.float32)
+                scores.append(score_cells(mu_h[where], c_h, q_mu[k], float(q_c[k])))
+            return np.mean(scores, axis=0)
 
-        wins[CLASS_NAMES[k]] = float(np.mean(mean_score(right) > mean_score(wrong)))
+        name = CLASS_NAMES[k]
+        wins[name] = float(np.mean(mean_score(right, True) > mean_score(wrong, True)))
+        mean_only[name] = float(np.mean(mean_score(right, False) > mean_score(wrong, False)))
     finite = [v for v in auc.values() if np.isfinite(v)]
     return MapReport(
         psm_zoom,
@@ -234,4 +241,5 @@ def map_report(
         float(np.mean(finite)) if finite else float("nan"),
         wins,
         float(np.mean(list(wins.values()))) if wins else float("nan"),
+        mean_only,
     )

@@ -29,3 +29,33 @@ def test_roc_auc_extremes_and_degenerate_labels():
     assert roc_auc(s, s >= 5) == 1.0
     assert roc_auc(-s, s >= 5) == 0.0
     assert np.isnan(roc_auc(s, np.zeros(10, bool)))
+
+
+def test_evaluation_markdown_has_every_table_and_the_mean_only_hour_column():
+    from dataclasses import asdict
+
+    from embeddings_store.demo_build import format_evaluation
+    from model.evaluate import EvalRow
+
+    rows = [asdict(EvalRow(1, m, t, 0.3, 300.0, 0.25, 320.0)) for m in (0, 1) for t in (0, 1)]
+    oracle = {
+        f"{k}_{d}_{f}": v
+        for k in ("metadata", "place_only")
+        for d in ("i2a", "a2i")
+        for f, v in (("recall", 0.35), ("median_rank", 280.0))
+    }
+    maps = {
+        "psm_zoom": 1,
+        "n_cells": 1234,
+        "auc": {"songbirds": 0.96, "waves": 0.99},
+        "mean_auc": 0.975,
+        "hour_wins": {"songbirds": 0.5},
+        "mean_hour_wins": 0.5,
+        "hour_wins_mean_only": {"songbirds": 1.0},
+    }
+    md = format_evaluation({"retrieval": {"n": 2000, "rows": rows, "oracle": oracle}, "map": maps})
+    assert "| oracle (place, time, source) | 0.350 | 280 | 0.350 | 280 |" in md
+    assert "| songbirds | 0.960 | 50% | 100% |" in md
+    assert "| waves | 0.990 |  |  |" in md
+    assert "| **mean** | **0.975** | **50%** | 100% |" in md
+    assert "1,234 cells" in md

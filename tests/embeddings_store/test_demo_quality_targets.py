@@ -34,6 +34,7 @@ TARGET_I2A_SHARE = 0.78
 TARGET_A2I_SHARE = 0.65
 TARGET_AUC = 0.85
 TARGET_HOUR_CLASSES = 6
+TARGET_HOUR_CLASSES_MEAN_ONLY = 8  # the model reaches 9 with the mean distance alone
 TEST_WORLD = dataclasses.replace(RECIPE.world, n_samples=6000)
 
 
@@ -115,3 +116,9 @@ def test_maps_find_where_classes_are_likely_and_when(shipped, usa_store, layers)
     assert report.hour_wins, "no time-dependent class occurs in the region"
     strong = {k for k, v in report.hour_wins.items() if v >= 0.8}
     assert len(strong) >= TARGET_HOUR_CLASSES, report.hour_wins
+    # Where the shortfall comes from: the distance between the means alone passes the test for
+    # 9 of the 10 classes here (all but the rooster), so the cells' variance term decides the
+    # insects', frogs' and thunderstorms' cases (README, "The demo world").
+    assert report.hour_wins_mean_only.keys() == report.hour_wins.keys()
+    mean_only = {k for k, v in report.hour_wins_mean_only.items() if v >= 0.8}
+    assert len(mean_only) >= TARGET_HOUR_CLASSES_MEAN_ONLY, report.hour_wins_mean_only
