@@ -9,7 +9,7 @@ at their hours than at other hours.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,7 +20,12 @@ from embeddings_store.store import EmbeddingStore
 from model.demo_world import CLASS_NAMES
 from model.demo_world.captions import CLASS_QUERIES
 from model.demo_world.geo import GeoLayers
-from model.demo_world.soundscape import TIME_DEPENDENT, class_likely_here, class_posterior
+from model.demo_world.soundscape import (
+    TIME_DEPENDENT,
+    class_distribution,
+    class_likely_here,
+    class_posterior,
+)
 from model.evaluate import EvalRow, evaluate
 from model.metadata import make_metadata
 from model.metrics import retrieval_scores
@@ -170,6 +175,48 @@ def class_query_embeddings(model: PSM) -> tuple[np.ndarray, np.ndarray]:
     return g.mu.float().cpu().numpy(), variance_sum(g.logvar.float()).cpu().numpy()
 
 
+@torch.no_grad()
+def class_audio_means(model: PSM, dataset: DemoWorldDataset, n: int = 1000) -> np.ndarray:
+    """(14, D) unit-length mean audio embedding of each class over the first n clips."""
+    model.eval()
+    n = min(n, len(dataset))
+    rate = dataset.spec.sample_rate
+    mus = [
+        model.embed_audio([dataset.audio(i) for i in range(s, min(s + 64, n))], rate).mu
+        for s in range(0, n, 64)
+    ]
+    mu = torch.cat(mus).float().cpu().numpy()
+    labels = dataset.labels[:n]
+    missing = [CLASS_NAMES[k] for k in range(len(CLASS_NAMES)) if not (labels == k).any()]
+    if missing:
+        raise ValueError(f"no clip of {missing} among the first {n} samples: use more")
+    means = np.stack([mu[labels == k].mean(axis=0) for k in range(len(CLASS_NAMES))])
+    return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
+def ideal_cells(
+    layers: GeoLayers,
+    cells: LevelCells,
+    class_means: np.ndarray,
+    month: int | None = None,
+    hour: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, c = 0) of ideal cells: the unit-length mixture of the classes' mean audio embeddings,
+    weighted by the world's true class probabilities at the cell (and month/hour)."""
+    probs = class_distribution(
+        layers.sample(cells.lat, cells.lon),
+        cells.lat,
+        None if month is None else np.array(month),
+        None if hour is None else np.array(hour),
+    )
+    mu = probs @ class_means
+    mu /= np.linalg.norm(mu, axis=1, keepdims=True)
+    return mu.astype(np.float32), np.zeros(mu.shape[0], np.float32)
+
+
+CellEmbedder = Callable[[int | None, int | None], tuple[np.ndarray, np.ndarray]]
+
+
 @dataclass
 class MapReport:
     """Map correctness over one store level."""
@@ -183,63 +230,95 @@ class MapReport:
     # The same test on the distance between means alone (the CSD without the cells' variance):
     # where it differs from hour_wins, the variance term decided.
     hour_wins_mean_only: dict[str, float]
+    # The same tests on ideal cells (`ideal_cells`), when class audio means were given: what
+    # unit-length means can reach at best with these queries.
+    ideal_auc: dict[str, float] | None = None
+    ideal_mean_auc: float | None = None
+    ideal_hour_wins: dict[str, float] | None = None
 
     def to_json(self) -> dict[str, object]:
         """Plain-data form for evaluation.json."""
         return asdict(self)
 
 
+def _mean(values: Iterable[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _map_tests(
+    embed: CellEmbedder,
+    queries: tuple[np.ndarray, np.ndarray],
+    likely: dict[int, np.ndarray],
+    variance: bool = True,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(ROC-AUC per class, hour-test win share per time-dependent class) of one cell embedder."""
+    q_mu, q_c = queries
+    cache: dict[tuple[int | None, int | None], tuple[np.ndarray, np.ndarray]] = {}
+
+    def scores(k: int, month: int | None, hour: int | None, where: np.ndarray) -> np.ndarray:
+        if (month, hour) not in cache:
+            cache[(month, hour)] = embed(month, hour)
+        mu, c = cache[(month, hour)]
+        c = c[where] if variance else np.zeros(int(where.sum()), np.float32)
+        return score_cells(mu[where], c, q_mu[k], float(q_c[k]))
+
+    everywhere = np.ones(next(iter(likely.values())).shape, bool)
+    auc = {name: roc_auc(scores(k, None, None, everywhere), likely[k])
+           for k, name in enumerate(CLASS_NAMES)}  # fmt: skip
+    wins: dict[str, float] = {}
+    for k, (right, wrong) in TIME_DEPENDENT.items():
+        where = likely[k]
+        if not where.any():
+            continue
+        at_right = np.mean([scores(k, CONTRAST_MONTH, h, where) for h in right], axis=0)
+        at_wrong = np.mean([scores(k, CONTRAST_MONTH, h, where) for h in wrong], axis=0)
+        wins[CLASS_NAMES[k]] = float(np.mean(at_right > at_wrong))
+    return auc, wins
+
+
 def map_report(
-    model: PSM, store: EmbeddingStore, layers: GeoLayers, psm_zoom: int = 1
+    model: PSM,
+    store: EmbeddingStore,
+    layers: GeoLayers,
+    psm_zoom: int = 1,
+    class_means: np.ndarray | None = None,
 ) -> MapReport:
     """ROC-AUC of each class query's cell scores against "class likely here", and hour contrasts.
 
     AUC uses the cells fused with their location and no month or hour (the year- and day-average
     question the label answers). Hour contrasts compare, per cell where the class is likely, the
     mean score over the class's likely hours with the mean over its unlikely hours in June.
+    With `class_means` (see `class_audio_means`) the same tests run on ideal cells too.
     """
     cells = level_cells(store, psm_zoom)
-    q_mu, q_c = class_query_embeddings(model)
-    mu, c = fused_cells(model, cells)
-    auc: dict[str, float] = {}
-    likely: dict[int, np.ndarray] = {}
-    for k, name in enumerate(CLASS_NAMES):
-        likely[k] = class_likely_here(layers, cells.lat, cells.lon, k)
-        auc[name] = roc_auc(score_cells(mu, c, q_mu[k], float(q_c[k])), likely[k])
-    hour_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    queries = class_query_embeddings(model)
+    likely = {
+        k: class_likely_here(layers, cells.lat, cells.lon, k) for k in range(len(CLASS_NAMES))
+    }
+    fused: dict[tuple[int | None, int | None], tuple[np.ndarray, np.ndarray]] = {}
 
-    def at_hour(h: int) -> tuple[np.ndarray, np.ndarray]:
-        if h not in hour_cache:
-            hour_cache[h] = fused_cells(model, cells, CONTRAST_MONTH, h)
-        return hour_cache[h]
+    def model_cells(month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
+        if (month, hour) not in fused:
+            fused[(month, hour)] = fused_cells(model, cells, month, hour)
+        return fused[(month, hour)]
 
-    wins: dict[str, float] = {}
-    mean_only: dict[str, float] = {}
-    for k, (right, wrong) in TIME_DEPENDENT.items():
-        where = likely[k]
-        if not where.any():
-            continue
-
-        def mean_score(
-            hours: tuple[int, ...], variance: bool, k: int = k, where: np.ndarray = where
-        ) -> np.ndarray:
-            scores = []
-            for h in hours:
-                mu_h, c_h = at_hour(h)
-                c_h = c_h[where] if variance else np.zeros(int(where.sum()), np.float32)
-                scores.append(score_cells(mu_h[where], c_h, q_mu[k], float(q_c[k])))
-            return np.mean(scores, axis=0)
-
-        name = CLASS_NAMES[k]
-        wins[name] = float(np.mean(mean_score(right, True) > mean_score(wrong, True)))
-        mean_only[name] = float(np.mean(mean_score(right, False) > mean_score(wrong, False)))
-    finite = [v for v in auc.values() if np.isfinite(v)]
-    return MapReport(
+    auc, wins = _map_tests(model_cells, queries, likely)
+    _, mean_only = _map_tests(model_cells, queries, likely, variance=False)
+    report = MapReport(
         psm_zoom,
         int(cells.h.shape[0]),
         auc,
-        float(np.mean(finite)) if finite else float("nan"),
+        _mean(auc.values()),
         wins,
-        float(np.mean(list(wins.values()))) if wins else float("nan"),
+        _mean(wins.values()),
         mean_only,
     )
+    if class_means is not None:
+
+        def ideal(month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
+            return ideal_cells(layers, cells, class_means, month, hour)
+
+        report.ideal_auc, report.ideal_hour_wins = _map_tests(ideal, queries, likely)
+        report.ideal_mean_auc = _mean(report.ideal_auc.values())
+    return report

@@ -31,7 +31,7 @@ def test_roc_auc_extremes_and_degenerate_labels():
     assert np.isnan(roc_auc(s, np.zeros(10, bool)))
 
 
-def test_evaluation_markdown_has_every_table_and_the_mean_only_hour_column():
+def test_evaluation_markdown_has_every_table_and_the_reference_columns():
     from dataclasses import asdict
 
     from embeddings_store.demo_build import format_evaluation
@@ -52,10 +52,18 @@ def test_evaluation_markdown_has_every_table_and_the_mean_only_hour_column():
         "hour_wins": {"songbirds": 0.5},
         "mean_hour_wins": 0.5,
         "hour_wins_mean_only": {"songbirds": 1.0},
+        "ideal_auc": {"songbirds": 0.97, "waves": 1.0},
+        "ideal_mean_auc": 0.985,
+        "ideal_hour_wins": {"songbirds": 0.9},
     }
     md = format_evaluation({"retrieval": {"n": 2000, "rows": rows, "oracle": oracle}, "map": maps})
     assert "| oracle (place, time, source) | 0.350 | 280 | 0.350 | 280 |" in md
-    assert "| songbirds | 0.960 | 50% | 100% |" in md
-    assert "| waves | 0.990 |  |  |" in md
-    assert "| **mean** | **0.975** | **50%** | 100% |" in md
+    assert "| songbirds | 0.960 | 0.970 | 50% | 100% | 90% |" in md
+    assert "| waves | 0.990 | 1.000 |  |  |  |" in md
+    assert "| **mean** | **0.975** | 0.985 | **50%** | 100% | 90% |" in md
     assert "1,234 cells" in md
+    # An evaluation.json written before the extra columns existed still formats.
+    for key in ("hour_wins_mean_only", "ideal_auc", "ideal_mean_auc", "ideal_hour_wins"):
+        del maps[key]
+    md = format_evaluation({"retrieval": {"n": 2000, "rows": rows, "oracle": oracle}, "map": maps})
+    assert "| songbirds | 0.960 |  | 50% |  |  |" in md
