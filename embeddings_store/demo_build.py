@@ -275,8 +275,11 @@ def format_evaluation(result: dict[str, object]) -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     ideal_auc = maps.get("ideal_auc") or {}
-    series = [maps["hour_wins"], maps.get("hour_wins_mean_only") or {}]
-    series.append(maps.get("ideal_hour_wins") or {})
+    series = [
+        maps["hour_wins"],
+        maps.get("hour_wins_mean_only") or {},
+        maps.get("ideal_hour_wins") or {},
+    ]
 
     def pct(values: dict[str, float], name: str) -> str:
         return f"{values[name]:.0%}" if name in values else ""

@@ -9,6 +9,7 @@ at their hours than at other hours.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
@@ -195,16 +196,19 @@ def class_audio_means(model: PSM, dataset: DemoWorldDataset, n: int = 1000) -> n
 
 
 def ideal_cells(
-    layers: GeoLayers,
+    place_features: dict[str, np.ndarray],
     cells: LevelCells,
     class_means: np.ndarray,
     month: int | None = None,
     hour: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mu, c = 0) of ideal cells: the unit-length mixture of the classes' mean audio embeddings,
-    weighted by the world's true class probabilities at the cell (and month/hour)."""
+    weighted by the world's true class probabilities at the cell (and month/hour).
+
+    `place_features` are the geo layers sampled at the cells (`GeoLayers.sample`).
+    """
     probs = class_distribution(
-        layers.sample(cells.lat, cells.lon),
+        place_features,
         cells.lat,
         None if month is None else np.array(month),
         None if hour is None else np.array(hour),
@@ -214,6 +218,7 @@ def ideal_cells(
     return mu.astype(np.float32), np.zeros(mu.shape[0], np.float32)
 
 
+# (month, hour) -> (mu, c) of every cell; called once per class and hour, so it should cache.
 CellEmbedder = Callable[[int | None, int | None], tuple[np.ndarray, np.ndarray]]
 
 
@@ -254,12 +259,9 @@ def _map_tests(
 ) -> tuple[dict[str, float], dict[str, float]]:
     """(ROC-AUC per class, hour-test win share per time-dependent class) of one cell embedder."""
     q_mu, q_c = queries
-    cache: dict[tuple[int | None, int | None], tuple[np.ndarray, np.ndarray]] = {}
 
     def scores(k: int, month: int | None, hour: int | None, where: np.ndarray) -> np.ndarray:
-        if (month, hour) not in cache:
-            cache[(month, hour)] = embed(month, hour)
-        mu, c = cache[(month, hour)]
+        mu, c = embed(month, hour)
         c = c[where] if variance else np.zeros(int(where.sum()), np.float32)
         return score_cells(mu[where], c, q_mu[k], float(q_c[k]))
 
@@ -296,12 +298,10 @@ def map_report(
     likely = {
         k: class_likely_here(layers, cells.lat, cells.lon, k) for k in range(len(CLASS_NAMES))
     }
-    fused: dict[tuple[int | None, int | None], tuple[np.ndarray, np.ndarray]] = {}
 
+    @functools.cache
     def model_cells(month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
-        if (month, hour) not in fused:
-            fused[(month, hour)] = fused_cells(model, cells, month, hour)
-        return fused[(month, hour)]
+        return fused_cells(model, cells, month, hour)
 
     auc, wins = _map_tests(model_cells, queries, likely)
     _, mean_only = _map_tests(model_cells, queries, likely, variance=False)
@@ -315,9 +315,11 @@ def map_report(
         mean_only,
     )
     if class_means is not None:
+        features = layers.sample(cells.lat, cells.lon)
 
+        @functools.cache
         def ideal(month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
-            return ideal_cells(layers, cells, class_means, month, hour)
+            return ideal_cells(features, cells, class_means, month, hour)
 
         report.ideal_auc, report.ideal_hour_wins = _map_tests(ideal, queries, likely)
         report.ideal_mean_auc = _mean(report.ideal_auc.values())
