@@ -251,32 +251,55 @@ def _mean(values: Iterable[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def _map_tests(
+def _scores(
+    embed: CellEmbedder,
+    queries: tuple[np.ndarray, np.ndarray],
+    k: int,
+    month: int | None,
+    hour: int | None,
+    where: np.ndarray | None = None,
+    variance: bool = True,
+) -> np.ndarray:
+    """Class k's query scores of the cells (those in `where`) under one month/hour."""
+    mu, c = embed(month, hour)
+    if where is not None:
+        mu, c = mu[where], c[where]
+    if not variance:
+        c = np.zeros_like(c)
+    return score_cells(mu, c, queries[0][k], float(queries[1][k]))
+
+
+def _aucs(
+    embed: CellEmbedder, queries: tuple[np.ndarray, np.ndarray], likely: dict[int, np.ndarray]
+) -> dict[str, float]:
+    """ROC-AUC of each class query's year- and day-average scores against "class likely here"."""
+    return {
+        name: roc_auc(_scores(embed, queries, k, None, None), likely[k])
+        for k, name in enumerate(CLASS_NAMES)
+    }
+
+
+def _hour_wins(
     embed: CellEmbedder,
     queries: tuple[np.ndarray, np.ndarray],
     likely: dict[int, np.ndarray],
     variance: bool = True,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(ROC-AUC per class, hour-test win share per time-dependent class) of one cell embedder."""
-    q_mu, q_c = queries
-
-    def scores(k: int, month: int | None, hour: int | None, where: np.ndarray) -> np.ndarray:
-        mu, c = embed(month, hour)
-        c = c[where] if variance else np.zeros(int(where.sum()), np.float32)
-        return score_cells(mu[where], c, q_mu[k], float(q_c[k]))
-
-    everywhere = np.ones(next(iter(likely.values())).shape, bool)
-    auc = {name: roc_auc(scores(k, None, None, everywhere), likely[k])
-           for k, name in enumerate(CLASS_NAMES)}  # fmt: skip
+) -> dict[str, float]:
+    """Per time-dependent class: share of its likely cells where its right hours score higher."""
     wins: dict[str, float] = {}
     for k, (right, wrong) in TIME_DEPENDENT.items():
         where = likely[k]
         if not where.any():
             continue
-        at_right = np.mean([scores(k, CONTRAST_MONTH, h, where) for h in right], axis=0)
-        at_wrong = np.mean([scores(k, CONTRAST_MONTH, h, where) for h in wrong], axis=0)
-        wins[CLASS_NAMES[k]] = float(np.mean(at_right > at_wrong))
-    return auc, wins
+        at = [
+            np.mean(
+                [_scores(embed, queries, k, CONTRAST_MONTH, h, where, variance) for h in hours],
+                axis=0,
+            )
+            for hours in (right, wrong)
+        ]
+        wins[CLASS_NAMES[k]] = float(np.mean(at[0] > at[1]))
+    return wins
 
 
 def map_report(
@@ -303,8 +326,8 @@ def map_report(
     def model_cells(month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
         return fused_cells(model, cells, month, hour)
 
-    auc, wins = _map_tests(model_cells, queries, likely)
-    _, mean_only = _map_tests(model_cells, queries, likely, variance=False)
+    auc = _aucs(model_cells, queries, likely)
+    wins = _hour_wins(model_cells, queries, likely)
     report = MapReport(
         psm_zoom,
         int(cells.h.shape[0]),
@@ -312,7 +335,7 @@ def map_report(
         _mean(auc.values()),
         wins,
         _mean(wins.values()),
-        mean_only,
+        _hour_wins(model_cells, queries, likely, variance=False),
     )
     if class_means is not None:
         features = layers.sample(cells.lat, cells.lon)
@@ -321,6 +344,7 @@ def map_report(
         def ideal(month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
             return ideal_cells(features, cells, class_means, month, hour)
 
-        report.ideal_auc, report.ideal_hour_wins = _map_tests(ideal, queries, likely)
+        report.ideal_auc = _aucs(ideal, queries, likely)
+        report.ideal_hour_wins = _hour_wins(ideal, queries, likely)
         report.ideal_mean_auc = _mean(report.ideal_auc.values())
     return report

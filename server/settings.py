@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     basemap_url: str | None = Field(
         None,
         description="external XYZ base map offered on the page besides the store's imagery, "
-        "e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png (its origin joins the page's CSP)",
+        "an http(s) template with {z}/{x}/{y} (its origin joins the page's CSP)",
     )
     basemap_name: str = Field("External base map", min_length=1, max_length=80)
     basemap_attribution: str = Field(
