@@ -22,6 +22,7 @@ format: install
 
 bench: install
 	$(PY) scripts/bench_model.py
+	$(PY) scripts/bench_train.py
 
 # Builds what is missing (world files, store over the USA; the model ships in model/weights/)
 # into $(SOUNDSCAPE_DEMO_CACHE) or ~/.cache/soundscape-map, then serves the map.

@@ -34,13 +34,13 @@ class DemoRecipe:
     world: DemoWorldSpec = field(default_factory=DemoWorldSpec)
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            steps=2600,
+            steps=5200,
             batch_size=128,
             # From random initialisation (the reference fine-tunes pretrained towers) 1e-3 learns
             # in the time budget; 3e-4 stayed at chance for 150 steps on the demo world.
             lr=1e-3,
             weight_decay=0.05,
-            restart_period=2600,  # one cosine decay over the run
+            restart_period=5200,  # one cosine decay over the run
             checkpoint_every=50,
             cache_features=True,
             feature_workers=2,  # results do not depend on it; 2 = our CI machine's cores

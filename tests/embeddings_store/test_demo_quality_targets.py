@@ -3,8 +3,9 @@
 The test split is drawn from the training recipe's world (same seed, so the same 1 deg cells
 are held out) but smaller, and the store grid is coarser than the demo's, so the test runs in
 about a minute. R@10% is a fraction of the test set, so it does not depend on the set's size,
-and the oracle is measured on the same pairs. The asserted levels are regression guards below
-issue 4's targets, which the shipped model does not meet yet (README, "The demo world").
+and the oracle is measured on the same pairs. Where the shipped model meets issue 4's targets
+the test asserts the target; where it does not (A2I), a regression guard below what it reaches
+(README, "The demo world").
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from model.demo_world.geo import GeoLayers, default_cache_dir
 from model.demo_world.imagery import write_demo_imagery
 
 RECIPE = DemoRecipe()
-# What the shipped model reaches here (I2A 0.85 and A2I 0.72 x oracle on 676 pairs, mean AUC
-# 0.874, 6 hour classes), with a margin: regression guards at or below issue 4's targets
-# (0.9 x oracle, AUC 0.85, 80% hour wins per class), which the model does not yet all meet.
-TARGET_I2A_SHARE = 0.78
-TARGET_A2I_SHARE = 0.65
+# What the shipped model reaches here: I2A 0.97 and A2I 0.87 x oracle on 676 pairs, mean AUC
+# 0.877, the hour test passed for all 10 time-dependent classes (the rooster at 81 %). Issue 4's
+# targets: 0.9 x oracle, AUC 0.85, 80 % hour wins for every class.
+TARGET_I2A_SHARE = 0.9
+TARGET_A2I_SHARE = 0.8  # a guard below the 0.87 reached: the target (0.9) is not met
 TARGET_AUC = 0.85
-TARGET_HOUR_CLASSES = 6
+HOUR_WIN_SHARE = 0.8
+ROOSTER_GUARD = 0.7  # the rooster passes by a hair (81 %); its guard leaves room for noise
 TARGET_HOUR_CLASSES_MEAN_ONLY = 8  # the model reaches 9 with the mean distance alone
 TEST_WORLD = dataclasses.replace(RECIPE.world, n_samples=6000)
 
@@ -92,8 +94,8 @@ def test_retrieval_at_zoom_1_with_metadata(shipped, test_split):
     row = report.row(1, metadata=True)
     oracle = report.oracle
     assert len(test_split) > 400
-    # Issue 4's target is 0.9 x oracle; the shipped model reaches 0.95 (I2A) and 0.79 (A2I) x
-    # oracle on the full test split (README). Guard what it reaches, so a regression fails.
+    # Issue 4's target is 0.9 x oracle; the shipped model reaches 0.96 (I2A) and 0.84 (A2I) x
+    # oracle on the full test split (README).
     assert row.i2a_recall >= TARGET_I2A_SHARE * oracle["metadata_i2a_recall"], (row, oracle)
     assert row.a2i_recall >= TARGET_A2I_SHARE * oracle["metadata_a2i_recall"], (row, oracle)
     # Metadata helps, and the model is far from random (0.10) without it too.
@@ -107,27 +109,23 @@ def test_maps_find_where_classes_are_likely_and_when(shipped, usa_store, layers,
     report = map_report(shipped, usa_store, layers, psm_zoom=1, class_means=means)
     assert report.n_cells > 1000
     assert np.isfinite(list(report.auc.values())).sum() >= 10
-    # Issue 4's target is a mean ROC-AUC of 0.85 (the shipped model: 0.877 on the demo store,
-    # 0.874 on this coarser grid).
+    # Issue 4's target is a mean ROC-AUC of 0.85 (the shipped model: 0.881 on the demo store,
+    # 0.877 on this coarser grid).
     assert report.mean_auc >= TARGET_AUC, report.auc
     # Time-dependent classes: issue 4 wants right hour > wrong hour on 80% of the cells for
-    # each; the shipped model does so for 6 of the 10 (songbirds and the five urban classes;
-    # at the hours when insects, frogs, roosters and thunderstorms are active, the cells'
-    # larger uncertainty can outweigh the closer mean, README).
-    assert report.hour_wins, "no time-dependent class occurs in the region"
-    strong = {k for k, v in report.hour_wins.items() if v >= 0.8}
-    assert len(strong) >= TARGET_HOUR_CLASSES, report.hour_wins
-    # Where the shortfall comes from: the distance between the means alone passes the test for
-    # 9 of the 10 classes here (all but the rooster), so the cells' variance term decides the
-    # insects', frogs' and thunderstorms' cases (README, "The demo world").
+    # each; the shipped model does so for all 10 here, the rooster narrowly (81 %).
+    assert len(report.hour_wins) == 10, "a time-dependent class does not occur in the region"
+    weak = {k: v for k, v in report.hour_wins.items() if v < HOUR_WIN_SHARE}
+    assert set(weak) <= {"rooster"}, report.hour_wins
+    assert report.hour_wins["rooster"] >= ROOSTER_GUARD, report.hour_wins
+    # The variance term matters: the distance between the means alone passes for 9 of the 10
+    # (thunderstorms 49 %: the cells' variance is what puts them in the afternoon).
     assert report.hour_wins_mean_only.keys() == report.hour_wins.keys()
     mean_only = {k for k, v in report.hour_wins_mean_only.items() if v >= 0.8}
     assert len(mean_only) >= TARGET_HOUR_CLASSES_MEAN_ONLY, report.hour_wins_mean_only
     # Ideal cells (the true class mixture of the model's class audio means) show what the means
-    # could reach with these queries: near-perfect maps (mean AUC 0.965 here), and the hour
-    # test passed for all but the rooster (71 %; frogs 86 %), whose free-form query sits off its
-    # clips' mean.
+    # could reach with these queries: near-perfect maps (mean AUC 0.982 here) and the hour test
+    # passed for every class.
     assert report.ideal_mean_auc is not None and report.ideal_hour_wins is not None
     assert report.ideal_mean_auc >= 0.95 > report.mean_auc, report.ideal_auc
-    ideal = {k for k, v in report.ideal_hour_wins.items() if v >= 0.8}
-    assert ideal >= set(report.ideal_hour_wins) - {"rooster"}, report.ideal_hour_wins
+    assert min(report.ideal_hour_wins.values()) >= HOUR_WIN_SHARE, report.ideal_hour_wins

@@ -1,0 +1,21 @@
+"""The shipped demo checkpoint matches the `demo` config and the issue's size limit."""
+
+from __future__ import annotations
+
+from embeddings_store.demo_build import packaged_checkpoint
+from model.checkpoint import read_header
+from model.config import ModelConfig, load_config
+
+MAX_CHECKPOINT_BYTES = 25 * 1024 * 1024
+
+
+def test_shipped_checkpoint_was_trained_with_the_current_demo_config():
+    path = packaged_checkpoint()
+    assert path.exists(), f"{path} is missing: train it with `make demo-model`"
+    shipped = ModelConfig.model_validate_json(read_header(path)["config"])
+    # A changed demo.json without retraining would leave `make demo` serving an older model.
+    assert shipped == load_config("demo"), "retrain with `make demo-model` after editing demo.json"
+
+
+def test_shipped_checkpoint_fits_the_size_limit():
+    assert packaged_checkpoint().stat().st_size <= MAX_CHECKPOINT_BYTES
