@@ -6,6 +6,7 @@ The store is built by the real precompute job from a Blue Marble crop with the `
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -164,10 +165,23 @@ def start_service(
 
     try:
         wait_until(ready, 60, "soundscape serve")
+        # /readyz answers as soon as one worker is up; the others may still be loading (slowly,
+        # on a busy machine), and a test that needs all of them must not race that.
+        wait_until(lambda: len(ready_pids(log)) >= workers, 60, f"{workers} serve workers")
     except BaseException:
         svc.stop()
         raise
     return svc
+
+
+def ready_pids(log: Path) -> set[int]:
+    """Process ids of the service workers that have logged "ready"."""
+    lines = log.read_text(errors="replace").splitlines()
+    return {
+        json.loads(line)["pid"]
+        for line in lines
+        if line.startswith("{") and '"msg": "ready"' in line
+    }
 
 
 @pytest.fixture(scope="session")

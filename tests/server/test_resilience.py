@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -10,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from tests.server.conftest import start_redis, start_service
+from tests.server.conftest import ready_pids, start_redis, start_service
 from tests.server.helpers import audio_bytes, decode_tile
 
 SOAK_S = float(os.environ.get("SOUNDSCAPE_TEST_SOAK_S", "30"))
@@ -95,9 +94,7 @@ def test_queries_survive_restarts_and_are_shared_by_workers(
                     if line.startswith("soundscape_tile_seconds_count")
                 )  # fmt: skip
                 assert counted == 16
-        ready = [json.loads(line) for line in second.log.read_text().splitlines()
-                 if line.startswith("{") and '"msg": "ready"' in line]  # fmt: skip
-        assert len({r["pid"] for r in ready}) == 2  # each worker loaded model and store
+        assert len(ready_pids(second.log)) == 2  # each worker loaded model and store
     finally:
         second.stop()
 
