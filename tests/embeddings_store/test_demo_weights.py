@@ -1,4 +1,4 @@
-"""The shipped demo checkpoint matches the `demo` config and the issue's size limit."""
+"""The packaged demo checkpoint (`packaged_checkpoint`) matches the `demo` config and size limit."""
 
 from __future__ import annotations
 
