@@ -11,7 +11,8 @@ Run from the repository root:
     python scripts/bench_train.py --quick              # CI smoke test, seconds
     python scripts/bench_train.py --config test --batch-size 32 --json /tmp/train.json
 
-Prints a Markdown table (median / min ms per call) to stdout.
+Prints a Markdown table (median / min ms per call, and the share of the machine other processes
+used meanwhile, as `bench_model.py` does) to stdout.
 """
 
 from __future__ import annotations
@@ -21,16 +22,18 @@ import json
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-# scripts/ is not a package: make `model` importable from a plain checkout.
+# scripts/ is not a package: make `model` (and the sibling bench_model) importable from a plain
+# checkout.
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+for folder in (REPO_ROOT, REPO_ROOT / "scripts"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from bench_model import time_calls  # noqa: E402
 
 from model.config import load_config  # noqa: E402
 from model.data import Batch, SyntheticDataset  # noqa: E402
@@ -39,20 +42,8 @@ from model.train import Trainer  # noqa: E402
 from model.train_config import TrainConfig  # noqa: E402
 
 
-def timings(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
-    """Seconds per call of `fn` over `repeats` calls after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
 def bench(config: str, batch_size: int, repeats: int, warmup: int) -> list[dict[str, object]]:
-    """Rows {benchmark, batch, p50_ms, min_ms} for one config."""
+    """Rows {benchmark, batch, p50_ms, min_ms, other_cpu} for one config."""
     torch.manual_seed(0)
     cfg = load_config(config)
     model = PSM(cfg)
@@ -80,7 +71,7 @@ def bench(config: str, batch_size: int, repeats: int, warmup: int) -> list[dict[
             ("audio tower forward + backward", audio),
             ("image side forward + backward", image),
         ):
-            times = timings(fn, repeats, warmup)
+            times, other_cpu = time_calls(fn, repeats, warmup, trainer.device)
             rows.append(
                 {
                     "config": config,
@@ -88,6 +79,7 @@ def bench(config: str, batch_size: int, repeats: int, warmup: int) -> list[dict[
                     "batch": batch_size,
                     "p50_ms": statistics.median(times) * 1e3,
                     "min_ms": min(times) * 1e3,
+                    "other_cpu": other_cpu,  # share of the machine other processes used
                 }
             )
     return rows
@@ -108,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         args.batch_size, args.repeats = min(args.batch_size, 8), 2
     rows = bench(args.config, args.batch_size, args.repeats, warmup=1 if args.quick else 3)
     print(f"threads: {torch.get_num_threads()}, torch {torch.__version__}\n")
-    print("| config | benchmark | batch | p50 ms | min ms |")
-    print("|---|---|---:|---:|---:|")
+    print("| config | benchmark | batch | p50 ms | min ms | other load |")
+    print("|---|---|---:|---:|---:|---:|")
     for r in rows:
+        load = "" if r["other_cpu"] is None else f"{r['other_cpu']:.0%}"
         print(
             f"| {r['config']} | {r['benchmark']} | {r['batch']} | "
-            f"{r['p50_ms']:.1f} | {r['min_ms']:.1f} |"
+            f"{r['p50_ms']:.1f} | {r['min_ms']:.1f} | {load} |"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
