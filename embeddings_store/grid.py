@@ -199,6 +199,24 @@ def level_for_web_zoom(levels: Iterable[Level], z: int) -> Level:
     return max(usable, key=lambda lv: (lv.cell_zoom, -lv.psm_zoom))
 
 
+def auto_level_ranges(levels: Iterable[Level]) -> list[tuple[int, int, int]]:
+    """(psm_zoom, lo, hi): the runs of web zooms in `web_zoom_range` that `level_for_web_zoom`
+    gives to each level, coarse to fine (what a client needs to ask only for existing tiles)."""
+    levels = list(levels)
+    lo, hi = web_zoom_range(levels)
+    runs: list[tuple[int, int, int]] = []
+    for z in range(lo, hi + 1):
+        try:
+            psm = level_for_web_zoom(levels, z).psm_zoom
+        except ValueError:
+            continue  # coarser than any level serves: no tiles here
+        if runs and runs[-1][0] == psm and runs[-1][2] == z - 1:
+            runs[-1] = (psm, runs[-1][1], z)
+        else:
+            runs.append((psm, z, z))
+    return runs
+
+
 def lonlat_to_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """EPSG:4326 degrees -> EPSG:3857 metres (latitude clipped to the Mercator limit)."""
     lon = np.asarray(lon, dtype=np.float64)

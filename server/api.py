@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import UploadFile
 
+from embeddings_store.grid import web_zoom_range
 from server.engine import Hits
 from server.fused import Metadata
 from server.queries import (
@@ -587,6 +588,8 @@ def build_router(svc: Service) -> APIRouter:
                     "cells_per_tile": lv.n,
                     "cell_size_m": lv.cell_size,
                     "chunks": ext.n_chunks(),
+                    # Web zooms this level serves when asked for by name (others are 404).
+                    "web_zooms": list(web_zoom_range([lv])),
                 }
             )
         return {
@@ -599,6 +602,10 @@ def build_router(svc: Service) -> APIRouter:
                 "imagery": bool(svc.tiles.imagery_spec),
             },
             "zoom_range": [zmin, zmax],
+            # Which level serves each web zoom when the client names none (level "auto").
+            "auto_levels": [
+                {"psm_zoom": psm, "web_zooms": [lo, hi]} for psm, lo, hi in engine.auto_levels
+            ],
             "compute": {
                 "device": str(svc.model.device),
                 "similarity_backend": engine.backend,

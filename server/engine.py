@@ -20,6 +20,7 @@ from embeddings_store.grid import (
     MAX_MAGNIFY_LOG2,
     Level,
     TileWindow,
+    auto_level_ranges,
     level_for_web_zoom,
     tiles_for_bbox,
     web_zoom_range,
@@ -86,6 +87,7 @@ class Engine:
         self.match_a, self.match_b = model.match_parameters()
         self.levels = store.levels
         self.zoom_range = web_zoom_range(self.levels)
+        self.auto_levels = auto_level_ranges(self.levels)
         # Identifies the store's contents in shared cache keys (two stores may share a Redis).
         ident = f"{store.model_id}|{store.attrs.get('created')}|{store.attrs.get('levels')}"
         self.store_token = hashlib.sha256(ident.encode()).hexdigest()[:12]

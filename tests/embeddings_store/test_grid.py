@@ -15,6 +15,7 @@ from embeddings_store.grid import (
     MAX_LATITUDE,
     WORLD,
     Level,
+    auto_level_ranges,
     level_for_web_zoom,
     lonlat_to_mercator,
     mercator_y_to_lat,
@@ -480,3 +481,29 @@ def test_footprint_is_ground_size_at_equator() -> None:
     lat = float(level.cell_centers_lat([row])[0])
     assert abs(lat) < 0.1
     assert east - west == pytest.approx(300.0, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("levels", "runs"),
+    [
+        # The demo store: PSM 3 and 5 have equal cells (the smaller PSM zoom wins) and are the
+        # only levels a z2/z3 tile does not over-span; from z4 the finer PSM 1 cells win.
+        ([Level(1, 6, 16), Level(3, 4, 16), Level(5, 4, 16)], [(3, 2, 3), (1, 4, 16)]),
+        ([Level(1, 8, 8), Level(5, 6, 8)], [(5, 4, 5), (1, 6, 17)]),
+        ([Level(5, 12, 64)], [(5, 10, 24)]),
+    ],
+)
+def test_auto_level_ranges(levels: list[Level], runs: list[tuple[int, int, int]]) -> None:
+    assert auto_level_ranges(levels) == runs
+
+
+@pytest.mark.parametrize("levels", [PYRAMID, [Level(1, 0, 1), Level(3, 0, 2), Level(5, 1, 256)]])
+def test_auto_level_ranges_agree_with_level_for_web_zoom(levels: list[Level]) -> None:
+    by_zoom = {z: psm for psm, lo, hi in auto_level_ranges(levels) for z in range(lo, hi + 1)}
+    for z in range(25):
+        try:
+            want = level_for_web_zoom(levels, z).psm_zoom
+        except ValueError:
+            want = None
+        lo, hi = web_zoom_range(levels)
+        assert by_zoom.get(z) == (want if lo <= z <= hi else None), z

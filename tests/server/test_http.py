@@ -351,6 +351,12 @@ def test_info_tilejson_legend_health_metrics(client, text_query):
     info = client.get("/api/info").json()
     assert info["zoom_range"] == [4, 17]
     assert [lv["psm_zoom"] for lv in info["store"]["levels"]] == [1, 5]
+    # The level rules the page draws by (web/js/levels.js), from embeddings_store/grid.py.
+    assert [lv["web_zooms"] for lv in info["store"]["levels"]] == [[6, 17], [4, 15]]
+    assert info["auto_levels"] == [
+        {"psm_zoom": 5, "web_zooms": [4, 5]},
+        {"psm_zoom": 1, "web_zooms": [6, 17]},
+    ]
     assert "inat" in info["vocabulary"]["audio_sources"]
     # The compute path is chosen automatically and reported (no GPU on the test machines).
     expected = "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,30 +1,32 @@
-"""The page's copies of server rules agree with the server (run in Node, no browser needed).
+"""The page reads the server's rules right (run in Node, no browser needed).
 
-web/js/levels.js mirrors embeddings_store/grid.py (which web zooms each PSM level serves): if
-they drift apart the page asks for tiles that 404. web/js/state.js mirrors the query-id shape.
+web/js/levels.js answers "which level draws web zoom z" from /api/info's `web_zooms` and
+`auto_levels`, which embeddings_store/grid.py computes: if the page misread them it would ask
+for tiles that 404. web/js/state.js mirrors the query-id shape.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 
 import pytest
 
-from embeddings_store.grid import Level, level_for_web_zoom, web_zoom_range
+from embeddings_store.grid import Level, auto_level_ranges, level_for_web_zoom, web_zoom_range
 from server.engine import MAX_MAGNIFY_LOG2
 from server.queries import QUERY_ID
 from tests.server.conftest import ROOT
 
 SCRIPT = """
-import { autoLevel, levelZoomRange } from './web/js/levels.js';
-const cases = JSON.parse(process.argv[1]);
-const out = cases.map((levels) => {
-  const info = levels.map(([psm, tz, n]) => ({ psm_zoom: psm, tile_zoom: tz, cells_per_tile: n }));
+import { levelAt, levelZoomRange } from './web/js/levels.js';
+const infos = JSON.parse(process.argv[1]);
+const out = infos.map((info) => {
   const auto = [];
-  for (let z = 0; z <= 24; z += 1) auto.push(autoLevel(info, z)?.psm_zoom ?? null);
-  return { ranges: info.map(levelZoomRange), auto };
+  for (let z = 0; z <= 24; z += 0.5) auto.push(levelAt(info, 'auto', z)?.psm_zoom ?? null);
+  const fixed = info.store.levels.map((lv) => levelAt(info, String(lv.psm_zoom), 3).psm_zoom);
+  return { ranges: info.store.levels.map(levelZoomRange), auto, fixed };
 });
 console.log(JSON.stringify(out));
 """
@@ -46,24 +48,41 @@ def node() -> str:
     return path
 
 
-def test_levels_js_matches_the_server_grid_rules():
+def info_for(levels: list[Level]) -> dict:
+    """The level part of /api/info, as server/api.py writes it."""
+    return {
+        "store": {
+            "levels": [
+                {"psm_zoom": lv.psm_zoom, "web_zooms": list(web_zoom_range([lv]))} for lv in levels
+            ]
+        },
+        "auto_levels": [
+            {"psm_zoom": psm, "web_zooms": [lo, hi]} for psm, lo, hi in auto_level_ranges(levels)
+        ],
+    }
+
+
+def test_levels_js_draws_the_levels_the_server_serves():
+    cases = [[Level(*c) for c in case] for case in CASES]
     res = subprocess.run(
-        [node(), "--input-type=module", "-e", SCRIPT, json.dumps(CASES)],
+        [node(), "--input-type=module", "-e", SCRIPT, json.dumps([info_for(c) for c in cases])],
         capture_output=True, text=True, cwd=ROOT, timeout=60,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
-    for case, got in zip(CASES, json.loads(res.stdout), strict=True):
-        levels = [Level(*c) for c in case]
+    for levels, got in zip(cases, json.loads(res.stdout), strict=True):
         for lv, rng in zip(levels, got["ranges"], strict=True):
             lo, hi = web_zoom_range([lv])
             # The server serves a fixed level up to its cell zoom + MAX_MAGNIFY_LOG2 (engine.py).
-            assert rng == [lo, min(hi, lv.cell_zoom + MAX_MAGNIFY_LOG2)], (case, lv)
-        for z, psm in enumerate(got["auto"]):
+            assert rng == [lo, min(hi, lv.cell_zoom + MAX_MAGNIFY_LOG2)], (levels, lv)
+        assert got["fixed"] == [lv.psm_zoom for lv in levels]
+        zmin, zmax = web_zoom_range(levels)
+        for i, psm in enumerate(got["auto"]):
+            z = math.floor(i / 2 + 0.5)  # fractional map zooms: JS Math.round (halves go up)
             try:
-                want = level_for_web_zoom(levels, z).psm_zoom
+                want = level_for_web_zoom(levels, z).psm_zoom if zmin <= z <= zmax else None
             except ValueError:
                 want = None
-            assert psm == want, (case, z)
+            assert psm == want, (levels, i / 2)
 
 
 def test_state_js_accepts_exactly_the_server_query_ids():

@@ -95,7 +95,7 @@ async function boot() {
   let querySeq = 0;
   const context = () => {
     const s = store.get();
-    const lv = levelAt(levels, s.level, map.getZoom());
+    const lv = levelAt(info, s.level, map.getZoom());
     return { queryId, state: s, level: lv ? lv.psm_zoom : null };
   };
 
