@@ -63,6 +63,17 @@ class Batch:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def to(self, device: torch.device) -> Batch:
+        """The image-side tensors on `device`; audio and text stay where they are (the towers'
+        `embed_*_features` move them)."""
+        return Batch(
+            self.images.to(device),
+            self.zoom.to(device),
+            self.audio,
+            self.text,
+            self.metadata.to(device),
+        )
+
 
 def collate(
     samples: Sequence[Sample],

@@ -167,13 +167,7 @@ class Trainer:
         """One optimisation step on `batch`."""
         self.model.train()
         torch.manual_seed(int(step_rng(self.cfg.seed, self.step, 4).integers(2**62)))
-        batch = Batch(
-            batch.images.to(self.device),
-            batch.zoom.to(self.device),
-            batch.audio,
-            batch.text,
-            batch.metadata.to(self.device),
-        )
+        batch = batch.to(self.device)
         use_amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
             loss, logs = psm_loss(self.model, batch)

@@ -56,7 +56,7 @@ def bench(config: str, batch_size: int, repeats: int, warmup: int) -> list[dict[
     train_cfg = TrainConfig(steps=1, batch_size=batch_size, lr=1e-3, cache_features=True)
     with tempfile.TemporaryDirectory() as workdir:
         trainer = Trainer(model, data, train_cfg, workdir)
-        batch: Batch = trainer.make_batch(0)
+        batch: Batch = trainer.make_batch(0).to(trainer.device)
 
         def audio() -> None:
             model.embed_audio_features(batch.audio).mu.sum().backward()

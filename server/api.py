@@ -18,7 +18,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.datastructures import UploadFile
 
-from embeddings_store.grid import web_zoom_range
 from server.engine import Hits
 from server.fused import Metadata
 from server.queries import (
@@ -589,7 +588,7 @@ def build_router(svc: Service) -> APIRouter:
                     "cell_size_m": lv.cell_size,
                     "chunks": ext.n_chunks(),
                     # Web zooms this level serves when asked for by name (others are 404).
-                    "web_zooms": list(web_zoom_range([lv])),
+                    "web_zooms": list(engine.level_zooms[lv.psm_zoom]),
                 }
             )
         return {

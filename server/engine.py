@@ -17,7 +17,6 @@ import torch
 
 from embeddings_store.grid import (
     MAX_LATITUDE,
-    MAX_MAGNIFY_LOG2,
     Level,
     TileWindow,
     auto_level_ranges,
@@ -87,6 +86,8 @@ class Engine:
         self.match_a, self.match_b = model.match_parameters()
         self.levels = store.levels
         self.zoom_range = web_zoom_range(self.levels)
+        # What the page draws by (/api/info): each level's web zooms when named, the auto runs.
+        self.level_zooms = {lv.psm_zoom: web_zoom_range([lv]) for lv in self.levels}
         self.auto_levels = auto_level_ranges(self.levels)
         # Identifies the store's contents in shared cache keys (two stores may share a Redis).
         ident = f"{store.model_id}|{store.attrs.get('created')}|{store.attrs.get('levels')}"
@@ -115,8 +116,8 @@ class Engine:
             except ValueError as exc:
                 raise OutOfRange(str(exc)) from exc
         lv = self.level(psm_zoom)
-        lv_lo, lv_hi = web_zoom_range([lv])
-        if not lv_lo <= z <= min(lv_hi, lv.cell_zoom + MAX_MAGNIFY_LOG2):
+        lv_lo, lv_hi = self.level_zooms[psm_zoom]
+        if not lv_lo <= z <= lv_hi:
             raise OutOfRange(f"PSM zoom {psm_zoom} serves web zooms {lv_lo}..{lv_hi}, not {z}")
         return lv
 

@@ -110,12 +110,21 @@ def test_no_coverage_is_transparent(client, text_query):
         "/uncertainty/8/0/999.png",
         "/imagery/31/0/0.png",
         "/tiles/{q}/4/3/6.png?level=1",  # level 1 cannot serve zoom 4
+        "/tiles/{q}/5/6/12.png?level=1",  # ... nor 5 (its web_zooms are 6..17)
+        "/tiles/{q}/16/0/0.png?level=5",  # level 5's web_zooms end at 15
     ],
 )
 def test_out_of_range_tiles_are_404(client, text_query, path):
     r = client.get(path.format(q=text_query["id"]))
     assert r.status_code == 404, r.text
     assert "detail" in r.json()
+
+
+@pytest.mark.parametrize(("level", "z"), [(1, 6), (1, 17), (5, 4), (5, 15)])
+def test_a_named_level_serves_the_ends_of_its_web_zooms(client, text_query, level, z):
+    x, y = tile_of(*CENTER, z)
+    r = client.get(f"/tiles/{text_query['id']}/{z}/{x}/{y}.png?level={level}")
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize(

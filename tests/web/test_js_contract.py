@@ -15,7 +15,6 @@ import subprocess
 import pytest
 
 from embeddings_store.grid import Level, auto_level_ranges, level_for_web_zoom, web_zoom_range
-from server.engine import MAX_MAGNIFY_LOG2
 from server.queries import QUERY_ID
 from tests.server.conftest import ROOT
 
@@ -49,7 +48,7 @@ def node() -> str:
 
 
 def info_for(levels: list[Level]) -> dict:
-    """The level part of /api/info, as server/api.py writes it."""
+    """The level part of /api/info as the engine computes it (Engine.level_zooms, auto_levels)."""
     return {
         "store": {
             "levels": [
@@ -71,9 +70,8 @@ def test_levels_js_draws_the_levels_the_server_serves():
     assert res.returncode == 0, res.stderr
     for levels, got in zip(cases, json.loads(res.stdout), strict=True):
         for lv, rng in zip(levels, got["ranges"], strict=True):
-            lo, hi = web_zoom_range([lv])
-            # The server serves a fixed level up to its cell zoom + MAX_MAGNIFY_LOG2 (engine.py).
-            assert rng == [lo, min(hi, lv.cell_zoom + MAX_MAGNIFY_LOG2)], (levels, lv)
+            # The zooms the engine accepts for a named level (Engine.level_zooms).
+            assert rng == list(web_zoom_range([lv])), (levels, lv)
         assert got["fixed"] == [lv.psm_zoom for lv in levels]
         zmin, zmax = web_zoom_range(levels)
         for i, psm in enumerate(got["auto"]):
