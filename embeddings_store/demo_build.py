@@ -255,13 +255,26 @@ def format_evaluation(result: dict[str, object]) -> str:
     lines = [format_table(rows, int(ret["n"])), ""]
     lines.append("| reference | I2A R@10% | I2A MR | A2I R@10% | A2I MR |")
     lines.append("|---|---:|---:|---:|---:|")
-    oracles = (("metadata", "oracle (place, time, source)"), ("place_only", "oracle (place)"))
+    oracles = (
+        ("metadata", "oracle (place, time, source)"),
+        ("place_only", "oracle (place)"),
+        ("bayes", "Bayes-optimal (place, time, source)"),
+    )
     for key, label in oracles:
+        if f"{key}_i2a_recall" not in o:  # evaluation.json written before the row existed
+            continue
         lines.append(
             f"| {label} | {o[f'{key}_i2a_recall']:.3f} | {o[f'{key}_i2a_median_rank']:g} | "
             f"{o[f'{key}_a2i_recall']:.3f} | {o[f'{key}_a2i_median_rank']:g} |"
         )
     lines.append("| random | 0.100 | | 0.100 | |")
+    if "bayes_i2a_recall" in o:
+        lines += [
+            "",
+            "The oracle ranks by p(class | place, time, source). For A2I that is the best ranking "
+            "there is; for I2A the best (Bayes-optimal) ranking divides by the class's frequency, "
+            "because an audio of a common class is more likely to be someone else's pair.",
+        ]
     lines += ["", f"Map correctness, PSM zoom {maps['psm_zoom']}, {maps['n_cells']:,} cells:", ""]
     lines += [
         'Columns: the class query\'s ROC-AUC against "class likely here" and the share of cells '

@@ -40,7 +40,7 @@ def test_evaluation_markdown_has_every_table_and_the_reference_columns():
     rows = [asdict(EvalRow(1, m, t, 0.3, 300.0, 0.25, 320.0)) for m in (0, 1) for t in (0, 1)]
     oracle = {
         f"{k}_{d}_{f}": v
-        for k in ("metadata", "place_only")
+        for k in ("metadata", "place_only", "bayes")
         for d in ("i2a", "a2i")
         for f, v in (("recall", 0.35), ("median_rank", 280.0))
     }
@@ -58,12 +58,48 @@ def test_evaluation_markdown_has_every_table_and_the_reference_columns():
     }
     md = format_evaluation({"retrieval": {"n": 2000, "rows": rows, "oracle": oracle}, "map": maps})
     assert "| oracle (place, time, source) | 0.350 | 280 | 0.350 | 280 |" in md
+    assert "| Bayes-optimal (place, time, source) | 0.350 | 280 | 0.350 | 280 |" in md
+    assert "divides by the class's frequency" in md
     assert "| songbirds | 0.960 | 0.970 | 50% | 100% | 90% |" in md
     assert "| waves | 0.990 | 1.000 |  |  |  |" in md
     assert "| **mean** | **0.975** | 0.985 | **50%** | 100% | 90% |" in md
     assert "1,234 cells" in md
-    # An evaluation.json written before the extra columns existed still formats.
+    # An evaluation.json written before the extra columns and rows existed still formats.
+    for key in [k for k in oracle if k.startswith("bayes")]:
+        del oracle[key]
     for key in ("hour_wins_mean_only", "ideal_auc", "ideal_mean_auc", "ideal_hour_wins"):
         del maps[key]
     md = format_evaluation({"retrieval": {"n": 2000, "rows": rows, "oracle": oracle}, "map": maps})
     assert "| songbirds | 0.960 |  | 50% |  |  |" in md
+    assert "Bayes-optimal" not in md
+
+
+class _World:
+    """The fields of a demo split that the oracle reads, for a synthetic world."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        from model.demo_world import CLASS_NAMES
+        from model.demo_world.soundscape import class_posterior
+
+        rng = np.random.default_rng(seed)
+        k = len(CLASS_NAMES)
+        # Skewed class frequencies, as in the demo world (wind and traffic are everywhere).
+        self.probs = rng.dirichlet(np.linspace(3.0, 0.2, k), n)
+        self.place_probs = self.probs
+        self.world = {"audio_source": rng.integers(0, 4, n)}
+        # Each pair's class is drawn from what the metadata oracle knows about it.
+        post = class_posterior(self.probs, self.world["audio_source"])
+        self.labels = np.array([rng.choice(k, p=p) for p in post])
+
+
+def test_bayes_ranking_beats_the_oracle_on_i2a_and_equals_it_on_a2i():
+    from embeddings_store.demo_quality import oracle_rows
+
+    world = _World(1500, seed=3)
+    o = oracle_rows(world, 1500)  # type: ignore[arg-type]
+    # A2I: dividing every image's score for one audio by the same p(class) changes nothing.
+    assert o["bayes_a2i_recall"] == o["metadata_a2i_recall"]
+    assert o["bayes_a2i_median_rank"] == o["metadata_a2i_median_rank"]
+    # I2A: the pair's audio is likelier p(c | i) / p(c) (Bayes), not p(c | i) (oracle).
+    assert o["bayes_i2a_recall"] > o["metadata_i2a_recall"] + 0.01
+    # Bayes maximises the chance of the pair being in the top k, not the median rank.
