@@ -24,6 +24,16 @@ def _zooms(text: str) -> tuple[int, ...]:
     return zooms
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -67,6 +77,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--restart-period", type=_positive, default=5000, help="cosine restart period (steps)"
     )
+    p.add_argument(
+        "--warmup-steps", type=_non_negative, default=0, help="linear warm-up steps (0 = none)"
+    )
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--meta-droprate", type=float, default=0.5)
     p.add_argument(
@@ -107,6 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         weight_decay=args.weight_decay,
         restart_period=args.restart_period,
+        warmup_steps=args.warmup_steps,
         grad_clip=args.grad_clip or None,
         meta_droprate=args.meta_droprate,
         zooms=args.zooms,

@@ -57,6 +57,23 @@ def psm_loss(model: PSM, batch: Batch) -> tuple[Tensor, dict[str, float]]:
     return loss, {"loss_ia": l_ia.item(), "loss_it": l_it.item(), "loss_at": l_at.item()}
 
 
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The reference's cosine with restarts, times a linear warm-up when `cfg.warmup_steps`."""
+    if cfg.warmup_steps <= 0:
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            optimizer, T_0=cfg.restart_period
+        )
+    period, warmup = cfg.restart_period, cfg.warmup_steps
+
+    def factor(step: int) -> float:
+        cosine = 0.5 * (1.0 + math.cos(math.pi * (step % period) / period))
+        return min(1.0, (step + 1) / warmup) * cosine
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 class Trainer:
     """Trains a PSM model on a `SoundscapeDataset`, writing checkpoints to `workdir`."""
 
@@ -70,6 +87,8 @@ class Trainer:
             raise ValueError(
                 f"dataset has {len(dataset)} samples, fewer than batch_size {cfg.batch_size}"
             )
+        if cfg.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}")
         if cfg.batch_size < 2:
             raise ValueError("batch_size must be at least 2 (contrastive loss needs negatives)")
         bad = [z for z in cfg.zooms if z not in PSM_ZOOM_LEVELS]
@@ -85,9 +104,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps
         )
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-            self.optimizer, T_0=cfg.restart_period
-        )
+        self.scheduler = make_scheduler(self.optimizer, cfg)
         self.step = 0
         self.losses: list[float] = []
         self._pool: ThreadPoolExecutor | None = None  # background batch thread, while it pays

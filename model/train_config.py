@@ -20,6 +20,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     restart_period: int = 5000  # CosineAnnealingWarmRestarts T_0 (a restart period, not a warm-up)
+    # Linear warm-up over the first steps (0 = none, as in the reference); multiplies the cosine.
+    warmup_steps: int = 0
     grad_clip: float | None = 1.0
     meta_droprate: float = 0.5
     zooms: tuple[int, ...] = PSM_ZOOM_LEVELS

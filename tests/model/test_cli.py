@@ -25,7 +25,7 @@ def train_in(workdir, steps: int) -> subprocess.CompletedProcess:
     """A tiny `soundscape train` run (same settings every time, so a second call resumes)."""
     return soundscape("train", "--config", "test", "--dataset-args", SMALL_DATA, "--workdir",
                       str(workdir), "--steps", str(steps), "--batch-size", "8", "--lr", "1e-3",
-                      "--no-progress")  # fmt: skip
+                      "--warmup-steps", "2", "--no-progress")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,7 @@ def test_evaluate_prints_the_paper_table(trained, tmp_path):
             "fewer than batch_size",
         ),
         (["train", "--steps", "-3", "--workdir", "{tmp}"], "positive integer"),
+        (["train", "--warmup-steps", "-5", "--workdir", "{tmp}"], "integer >= 0"),
         (["evaluate", "--checkpoint", "{junk}"], "not a readable PSM checkpoint"),
     ],
 )

@@ -107,3 +107,47 @@ def test_features_computed_up_front_in_worker_processes_train_identically(test_c
             warm.collator._meta[i], lazy.collator._meta[i], equal_nan=True
         )
     np.testing.assert_array_equal(warm.train(progress=False), lazy_losses)
+
+
+def _lrs(cfg: TrainConfig, steps: int) -> list[float]:
+    from model.train import make_scheduler
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = make_scheduler(opt, cfg)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_without_warmup_the_schedule_is_the_reference_cosine_with_restarts():
+    lrs = _lrs(TrainConfig(lr=1e-3, restart_period=8), 20)
+    expected = [1e-3 * 0.5 * (1 + np.cos(np.pi * (s % 8) / 8)) for s in range(20)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-9, atol=1e-15)
+
+
+def test_warmup_ramps_linearly_and_then_follows_the_cosine():
+    lrs = _lrs(TrainConfig(lr=1e-3, restart_period=100, warmup_steps=10), 100)
+    cosine = [1e-3 * 0.5 * (1 + np.cos(np.pi * s / 100)) for s in range(100)]
+    np.testing.assert_allclose(lrs[:10], [c * (s + 1) / 10 for s, c in enumerate(cosine[:10])])
+    np.testing.assert_allclose(lrs[10:], cosine[10:])
+    assert lrs[0] == pytest.approx(1e-4)
+
+
+def test_resume_with_warmup_continues_with_identical_losses(test_config, tmp_path):
+    straight = make_trainer(test_config, tmp_path / "a", 10, warmup_steps=6).train(progress=False)
+    make_trainer(test_config, tmp_path / "b", 4, warmup_steps=6).train(progress=False)
+    resumed = make_trainer(test_config, tmp_path / "b", 10, warmup_steps=6)
+    assert resumed.try_resume() and resumed.step == 4
+    losses = resumed.train(progress=False)
+    np.testing.assert_array_equal(losses[4:], straight[4:])
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(
+        1e-3 * 0.5 * (1 + np.cos(np.pi * 10 / 5000))
+    )
+
+
+def test_negative_warmup_is_rejected(test_config, tmp_path):
+    with pytest.raises(ValueError, match="warmup_steps"):
+        make_trainer(test_config, tmp_path, 4, warmup_steps=-1)
