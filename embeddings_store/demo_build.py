@@ -41,6 +41,10 @@ class DemoRecipe:
             lr=1e-3,
             weight_decay=0.05,
             restart_period=5200,  # one cosine decay over the run
+            # A short linear warm-up (the reference has none: it fine-tunes pretrained towers).
+            # From scratch at 1e-3 it gave A2I 0.90 instead of 0.84 x oracle and lifted the
+            # rooster's hour test from 81 to 96 % (README, "The demo world").
+            warmup_steps=250,
             checkpoint_every=50,
             cache_features=True,
             feature_workers=2,  # results do not depend on it; 2 = our CI machine's cores
@@ -219,20 +223,28 @@ def evaluate_demo(
     log: Log = print,
 ) -> dict[str, object]:
     """Retrieval (with the oracle) and map correctness of the demo; written to the cache."""
-    from embeddings_store.demo_quality import class_audio_means, map_report, retrieval_report
+    from embeddings_store.demo_quality import (
+        class_audio_means,
+        heldout_retrieval,
+        map_report,
+        retrieval_report,
+    )
     from embeddings_store.store import EmbeddingStore
     from model.checkpoint import load_checkpoint
 
     model = load_checkpoint(paths.checkpoint)
     layers = load_layers(paths)
-    test = demo_datasets(paths, layers, recipe, splits=("test",), progress=progress)["test"]
+    held = demo_datasets(paths, layers, recipe, splits=("val", "test"), progress=progress)
+    test = held["test"]
     t0 = time.perf_counter()
     retrieval = retrieval_report(model, test, n_test)
+    heldout = heldout_retrieval(model, held)
     store = EmbeddingStore.open(paths.store, expect_model_id=model.model_id)
     maps = map_report(model, store, layers, psm_zoom=1, class_means=class_audio_means(model, test))
     result = {
         "model_id": model.model_id,
         "retrieval": retrieval.to_json(),
+        "heldout": heldout,
         "map": maps.to_json(),
         "seconds": time.perf_counter() - t0,
     }
@@ -275,6 +287,21 @@ def format_evaluation(result: dict[str, object]) -> str:
             "there is; for I2A the best (Bayes-optimal) ranking divides by the class's frequency, "
             "because an audio of a common class is more likely to be someone else's pair.",
         ]
+    heldout = result.get("heldout") or {}  # absent in evaluation.json of older versions
+    if heldout:
+        lines += [
+            "",
+            "Zoom 1 with metadata on every pair of the held-out splits (a larger sample):",
+            "",
+            "| split | pairs | I2A R@10% | x oracle | A2I R@10% | x oracle |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, h in heldout.items():
+            lines.append(
+                f"| {name} | {h['n']:,} | {h['i2a_recall']:.3f} | "
+                f"{h['i2a_recall'] / h['oracle_i2a_recall']:.2f} | {h['a2i_recall']:.3f} | "
+                f"{h['a2i_recall'] / h['oracle_a2i_recall']:.2f} |"
+            )
     lines += ["", f"Map correctness, PSM zoom {maps['psm_zoom']}, {maps['n_cells']:,} cells:", ""]
     lines += [
         'Columns: the class query\'s ROC-AUC against "class likely here" and the share of cells '

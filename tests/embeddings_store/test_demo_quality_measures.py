@@ -56,7 +56,19 @@ def test_evaluation_markdown_has_every_table_and_the_reference_columns():
         "ideal_mean_auc": 0.985,
         "ideal_hour_wins": {"songbirds": 0.9},
     }
-    md = format_evaluation({"retrieval": {"n": 2000, "rows": rows, "oracle": oracle}, "map": maps})
+    heldout = {
+        "val": {
+            "n": 2933,
+            "i2a_recall": 0.345,
+            "a2i_recall": 0.3,
+            "oracle_i2a_recall": 0.36,
+            "oracle_a2i_recall": 0.4,
+        }
+    }
+    md = format_evaluation(
+        {"retrieval": {"n": 2000, "rows": rows, "oracle": oracle}, "map": maps, "heldout": heldout}
+    )
+    assert "| val | 2,933 | 0.345 | 0.96 | 0.300 | 0.75 |" in md
     assert "| oracle (place, time, source) | 0.350 | 280 | 0.350 | 280 |" in md
     assert "| Bayes-optimal (place, time, source) | 0.350 | 280 | 0.350 | 280 |" in md
     assert "divides by the class's frequency" in md
@@ -72,6 +84,7 @@ def test_evaluation_markdown_has_every_table_and_the_reference_columns():
     md = format_evaluation({"retrieval": {"n": 2000, "rows": rows, "oracle": oracle}, "map": maps})
     assert "| songbirds | 0.960 |  | 50% |  |  |" in md
     assert "Bayes-optimal" not in md
+    assert "held-out splits" not in md
 
 
 class _World:
