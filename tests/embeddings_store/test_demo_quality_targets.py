@@ -102,11 +102,11 @@ def test_retrieval_at_zoom_1_with_metadata(shipped, test_split):
     # oracle on the evaluation's 2,000 test pairs, 0.95 and 0.83-0.88 on larger samples (README).
     assert row.i2a_recall >= TARGET_I2A_SHARE * oracle["metadata_i2a_recall"], (row, oracle)
     assert row.a2i_recall >= TARGET_A2I_SHARE * oracle["metadata_a2i_recall"], (row, oracle)
-    # Metadata helps, and the model is far from random (0.10) without it too.
     # The every-pair figures of the evaluation are the same measure as the table's row.
     (held,) = heldout_retrieval(shipped, {"test": test_split}).values()
     assert held["a2i_recall"] == row.a2i_recall and held["i2a_recall"] == row.i2a_recall
     assert held["oracle_a2i_recall"] == oracle["metadata_a2i_recall"]
+    # Metadata helps, and the model is far from random (0.10) without it too.
     plain = report.row(1, metadata=False)
     assert row.i2a_recall > plain.i2a_recall and row.a2i_recall > plain.a2i_recall
     assert plain.i2a_recall > 0.15 and plain.a2i_recall > 0.15
