@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from model.transforms import PSM_ZOOM_LEVELS
+from model.transforms import PSM_ZOOM_LEVELS, TRAIN_AUGMENTATIONS
 
 
 def _zooms(text: str) -> tuple[int, ...]:
@@ -83,6 +83,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--meta-droprate", type=float, default=0.5)
     p.add_argument(
+        "--augment",
+        choices=sorted(TRAIN_AUGMENTATIONS),
+        default="reference",
+        help="image augmentation: the reference's random resized crop + flip, or the whole "
+        "footprint turned and mirrored (dihedral)",
+    )
+    p.add_argument(
         "--zooms",
         type=_zooms,
         default=PSM_ZOOM_LEVELS,
@@ -123,6 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         grad_clip=args.grad_clip or None,
         meta_droprate=args.meta_droprate,
+        augment=args.augment,
         zooms=args.zooms,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,

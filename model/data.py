@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from model.metadata import MetadataBatch, make_metadata
-from model.transforms import eval_transform, to_tensor, train_transform
+from model.transforms import TRAIN_AUGMENTATIONS, eval_transform, to_tensor
 
 SPLITS = ("train", "val", "test")
 
@@ -82,8 +82,11 @@ def collate(
     tokenize: Callable[[Sequence[str]], dict[str, Tensor]],
     image_size: int,
     generator: torch.Generator | None = None,
+    augment: str = "reference",
 ) -> Batch:
-    """Stack samples into a Batch; a generator turns on the random training augmentation."""
+    """Stack samples into a Batch; a generator turns on the random training augmentation
+    `augment` (a key of `TRAIN_AUGMENTATIONS`)."""
+    train_transform = TRAIN_AUGMENTATIONS[augment]
     images = []
     for s in samples:
         img = to_tensor(s.image)
@@ -131,11 +134,13 @@ class CachedCollator:
         audio_features: Callable[[Sequence[np.ndarray], int], dict[str, Tensor]],
         tokenize: Callable[[Sequence[str]], dict[str, Tensor]],
         image_size: int,
+        augment: str = "reference",
     ) -> None:
         self.dataset = dataset
         self.audio_features = audio_features
         self.tokenize = tokenize
         self.image_size = image_size
+        self.train_transform = TRAIN_AUGMENTATIONS[augment]
         self._audio: dict[int, dict[str, Tensor]] = {}
         self._text: dict[int, dict[str, Tensor]] = {}
         self._meta: dict[int, tuple[float, ...]] = {}
@@ -212,7 +217,7 @@ class CachedCollator:
                 img = s.image
             t = to_tensor(img)
             images.append(
-                train_transform(t, self.image_size, generator)
+                self.train_transform(t, self.image_size, generator)
                 if generator
                 else eval_transform(t, self.image_size)
             )

@@ -28,7 +28,7 @@ from model.losses import combine_pair_losses
 from model.metadata import apply_metadata_drop
 from model.psm import PSM
 from model.train_config import TrainConfig
-from model.transforms import PSM_ZOOM_LEVELS
+from model.transforms import PSM_ZOOM_LEVELS, TRAIN_AUGMENTATIONS
 
 
 def step_rng(seed: int, step: int, stream: int) -> np.random.Generator:
@@ -91,6 +91,10 @@ class Trainer:
             raise ValueError(f"warmup_steps must be >= 0, got {cfg.warmup_steps}")
         if cfg.batch_size < 2:
             raise ValueError("batch_size must be at least 2 (contrastive loss needs negatives)")
+        if cfg.augment not in TRAIN_AUGMENTATIONS:
+            raise ValueError(
+                f"augment must be one of {sorted(TRAIN_AUGMENTATIONS)}, got {cfg.augment!r}"
+            )
         bad = [z for z in cfg.zooms if z not in PSM_ZOOM_LEVELS]
         if bad:
             raise ValueError(f"zoom levels {bad} are not PSM zoom levels {PSM_ZOOM_LEVELS}")
@@ -114,6 +118,7 @@ class Trainer:
                 model.audio_tower.features,
                 model.text_tower.tokenize,
                 model.config.image.img_size,
+                cfg.augment,
             )
             if cfg.cache_features
             else None
@@ -174,6 +179,7 @@ class Trainer:
                 self.model.text_tower.tokenize,
                 self.model.config.image.img_size,
                 generator=gen,
+                augment=cfg.augment,
             )
         batch.metadata = apply_metadata_drop(
             batch.metadata, cfg.meta_droprate, step_rng(cfg.seed, step, 3)

@@ -24,6 +24,9 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float | None = 1.0
     meta_droprate: float = 0.5
+    # Image augmentation (model.transforms.TRAIN_AUGMENTATIONS): "reference" = random resized
+    # crop + horizontal flip; "dihedral" = the whole footprint turned and mirrored.
+    augment: str = "reference"
     zooms: tuple[int, ...] = PSM_ZOOM_LEVELS
     seed: int = 56
     checkpoint_every: int = 100

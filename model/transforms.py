@@ -7,6 +7,7 @@ operations and their order follow `utilities/SatImage_transform.py` of the refer
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -108,6 +109,28 @@ def train_transform(img: Tensor, size: int, generator: torch.Generator) -> Tenso
     if torch.rand((), generator=generator).item() < 0.5:
         out = out.flip(-1)
     return normalize(out)
+
+
+def dihedral_transform(img: Tensor, size: int, generator: torch.Generator) -> Tensor:
+    """The eval view turned by a random multiple of 90 degrees and mirrored half the time.
+
+    Unlike the reference's random resized crop, every pixel stays: the footprint's centre (the
+    sample's own place) is never cropped away and its scale (what GSDPE encodes) is kept.
+    """
+    out = center_crop(resize(img, size), size)
+    turns = int(torch.randint(0, 4, (), generator=generator))
+    if turns:
+        out = torch.rot90(out, turns, dims=(-2, -1))
+    if torch.rand((), generator=generator).item() < 0.5:
+        out = out.flip(-1)
+    return normalize(out)
+
+
+# Training augmentations by name (TrainConfig.augment).
+TRAIN_AUGMENTATIONS: dict[str, Callable[[Tensor, int, torch.Generator], Tensor]] = {
+    "reference": train_transform,
+    "dihedral": dihedral_transform,
+}
 
 
 def prepare_image(image: np.ndarray | Tensor, zoom: int, tile_size: int, size: int) -> Tensor:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 SMALL_DATA = json.dumps({"size": 48, "n_classes": 4})
 
@@ -25,7 +26,8 @@ def train_in(workdir, steps: int) -> subprocess.CompletedProcess:
     """A tiny `soundscape train` run (same settings every time, so a second call resumes)."""
     return soundscape("train", "--config", "test", "--dataset-args", SMALL_DATA, "--workdir",
                       str(workdir), "--steps", str(steps), "--batch-size", "8", "--lr", "1e-3",
-                      "--warmup-steps", "2", "--no-progress")  # fmt: skip
+                      "--warmup-steps", "2", "--augment", "dihedral",
+                      "--no-progress")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,9 @@ def test_train_writes_a_checkpoint_and_reports_the_loss(trained):
     workdir, out = trained
     assert (workdir / "model.safetensors").exists()
     assert "model id: psm-" in out.stdout and "trained 4 steps" in out.stdout
+    state = torch.load(workdir / "trainer_state.pt", weights_only=False)
+    assert state["train_config"]["augment"] == "dihedral"
+    assert state["train_config"]["warmup_steps"] == 2
 
 
 def test_train_resumes_from_the_workdir(trained):
@@ -88,6 +93,7 @@ def test_evaluate_prints_the_paper_table(trained, tmp_path):
         ),
         (["train", "--steps", "-3", "--workdir", "{tmp}"], "positive integer"),
         (["train", "--warmup-steps", "-5", "--workdir", "{tmp}"], "integer >= 0"),
+        (["train", "--augment", "mixup", "--workdir", "{tmp}"], "invalid choice: 'mixup'"),
         (["evaluate", "--checkpoint", "{junk}"], "not a readable PSM checkpoint"),
     ],
 )

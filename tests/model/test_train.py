@@ -151,3 +151,15 @@ def test_resume_with_warmup_continues_with_identical_losses(test_config, tmp_pat
 def test_negative_warmup_is_rejected(test_config, tmp_path):
     with pytest.raises(ValueError, match="warmup_steps"):
         make_trainer(test_config, tmp_path, 4, warmup_steps=-1)
+
+
+def test_augmentation_is_chosen_by_name_and_unknown_names_are_rejected(test_config, tmp_path):
+    ref = make_trainer(test_config, tmp_path / "ref", 1).make_batch(0)
+    dih = make_trainer(test_config, tmp_path / "dih", 1, augment="dihedral").make_batch(0)
+    cached = make_trainer(
+        test_config, tmp_path / "cached", 1, augment="dihedral", cache_features=True
+    ).make_batch(0)
+    assert not torch.equal(ref.images, dih.images)
+    torch.testing.assert_close(cached.images, dih.images, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="augment must be one of"):
+        make_trainer(test_config, tmp_path / "bad", 1, augment="mixup")

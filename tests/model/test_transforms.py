@@ -40,3 +40,35 @@ def test_bad_zoom_is_rejected():
 
 def test_center_crop_pads_small_images():
     assert center_crop(torch.ones(3, 4, 4), 8).shape == (3, 8, 8)
+
+
+def _dihedral_views(img: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 turns and mirror images of a CHW image."""
+    turns = [torch.rot90(img, k, dims=(-2, -1)) for k in range(4)]
+    return turns + [t.flip(-1) for t in turns]
+
+
+def test_dihedral_augmentation_keeps_every_pixel_and_reaches_all_eight_views():
+    from model.transforms import dihedral_transform, eval_transform
+
+    img = torch.arange(3 * 16 * 16, dtype=torch.float32).reshape(3, 16, 16) / (3 * 16 * 16)
+    views = _dihedral_views(eval_transform(img, 16))
+    gen = torch.Generator().manual_seed(0)
+    seen = set()
+    for _ in range(200):
+        out = dihedral_transform(img, 16, gen)
+        # The footprint is only turned or mirrored: the same pixel values, the centre kept.
+        match = [k for k, v in enumerate(views) if torch.equal(out, v)]
+        assert len(match) == 1
+        seen.add(match[0])
+    assert seen == set(range(8))
+
+
+def test_reference_augmentation_crops_and_rescales():
+    from model.transforms import train_transform
+
+    img = torch.rand(3, 16, 16)
+    gen = torch.Generator().manual_seed(0)
+    outs = [train_transform(img, 16, gen) for _ in range(20)]
+    views = _dihedral_views(prepare_image(img, 1, 16, 16))
+    assert any(all(not torch.allclose(o, v) for v in views) for o in outs)
