@@ -59,6 +59,8 @@ class Batch:
     audio: dict[str, Tensor]
     text: dict[str, Tensor]
     metadata: MetadataBatch
+    # Dataset index of each sample (training batches; lets the trainer reuse per-sample work).
+    indices: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -72,6 +74,7 @@ class Batch:
             self.audio,
             self.text,
             self.metadata.to(device),
+            self.indices,
         )
 
 
@@ -223,12 +226,7 @@ class CachedCollator:
             )
         self._fill(fresh)
         keys = [int(i) for i in indices]
-        audio = {
-            k: torch.cat([self._audio[i][k] for i in keys]).float()
-            if self._audio[keys[0]][k].is_floating_point()
-            else torch.cat([self._audio[i][k] for i in keys])
-            for k in self._audio[keys[0]]
-        }
+        audio = self.audio_features_of(keys)
         text = {k: torch.cat([self._text[i][k] for i in keys]) for k in self._text[keys[0]]}
         cols = np.array([self._meta[i] for i in keys], dtype=np.float64)
         meta = make_metadata(*(cols[:, j] for j in range(6)))
@@ -238,7 +236,19 @@ class CachedCollator:
             audio=audio,
             text=text,
             metadata=meta,
+            indices=torch.as_tensor(keys, dtype=torch.long),
         )
+
+    def audio_features_of(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        """The kept audio features of `indices`, stacked (every index must be cached)."""
+        keys = [int(i) for i in indices]
+        first = self._audio[keys[0]]
+        return {
+            k: torch.cat([self._audio[i][k] for i in keys]).float()
+            if first[k].is_floating_point()
+            else torch.cat([self._audio[i][k] for i in keys])
+            for k in first
+        }
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
 from model.data import Batch, CachedCollator, SoundscapeDataset, collate
+from model.gaussian import GaussianEmbedding
 from model.losses import combine_pair_losses
 from model.metadata import apply_metadata_drop
 from model.psm import PSM
@@ -44,10 +45,15 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     return perm[pos * batch_size : (pos + 1) * batch_size]
 
 
-def psm_loss(model: PSM, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-    """Reference objective: (1-w) L(image, audio) + w (L(image, text) + L(audio, text))."""
+def psm_loss(
+    model: PSM, batch: Batch, audio: GaussianEmbedding | None = None
+) -> tuple[Tensor, dict[str, float]]:
+    """Reference objective: (1-w) L(image, audio) + w (L(image, text) + L(audio, text)).
+
+    `audio`: the batch's audio embeddings when they are already known (a frozen audio tower).
+    """
     sat = model.embed_images(batch.images, batch.zoom, batch.metadata)
-    aud = model.embed_audio_features(batch.audio)
+    aud = model.embed_audio_features(batch.audio) if audio is None else audio
     txt = model.embed_text_tokens(batch.text)
     crit = model.criterion
     l_ia, _ = crit(sat, aud)
@@ -95,6 +101,13 @@ class Trainer:
             raise ValueError(
                 f"augment must be one of {sorted(TRAIN_AUGMENTATIONS)}, got {cfg.augment!r}"
             )
+        if cfg.freeze_audio_at is not None:
+            if not 0 <= cfg.freeze_audio_at <= cfg.steps:
+                raise ValueError(
+                    f"freeze_audio_at must be in [0, steps={cfg.steps}], got {cfg.freeze_audio_at}"
+                )
+            if not cfg.cache_features:
+                raise ValueError("freeze_audio_at needs cache_features (the kept audio features)")
         bad = [z for z in cfg.zooms if z not in PSM_ZOOM_LEVELS]
         if bad:
             raise ValueError(f"zoom levels {bad} are not PSM zoom levels {PSM_ZOOM_LEVELS}")
@@ -111,6 +124,7 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.step = 0
         self.losses: list[float] = []
+        self._audio_bank: GaussianEmbedding | None = None  # every sample's, once audio is frozen
         self._pool: ThreadPoolExecutor | None = None  # background batch thread, while it pays
         self.collator = (
             CachedCollator(
@@ -184,16 +198,46 @@ class Trainer:
         batch.metadata = apply_metadata_drop(
             batch.metadata, cfg.meta_droprate, step_rng(cfg.seed, step, 3)
         )
+        batch.indices = torch.as_tensor(idx, dtype=torch.long)
         return batch
+
+    def audio_frozen(self) -> bool:
+        """Whether the current step trains with the audio tower frozen."""
+        at = self.cfg.freeze_audio_at
+        return at is not None and self.step >= at
+
+    def _freeze_audio(self) -> GaussianEmbedding:
+        """Freeze the audio tower and head; embed every training sample's audio once (eval
+        mode, so the bank depends on the weights only and a resumed run rebuilds it exactly)."""
+        assert self.collator is not None  # checked in __init__
+        n = len(self.dataset)
+        self.collator.warm(range(n), self.cfg.zooms[0], workers=1)  # fills what is missing
+        audio_params = [*self.model.audio_tower.parameters(), *self.model.audio_head.parameters()]
+        for p in audio_params:
+            p.requires_grad_(False)
+            p.grad = None
+        self.model.eval()
+        parts = []
+        with torch.no_grad():
+            for start in range(0, n, 512):
+                feats = self.collator.audio_features_of(range(start, min(n, start + 512)))
+                parts.append(self.model.embed_audio_features(feats))
+        return GaussianEmbedding(*(torch.cat(t) for t in zip(*parts, strict=True)))
 
     def train_step(self, batch: Batch) -> tuple[float, dict[str, float]]:
         """One optimisation step on `batch`."""
+        audio = None
+        if self.audio_frozen():
+            if self._audio_bank is None:
+                self._audio_bank = self._freeze_audio()
+            assert batch.indices is not None
+            audio = self._audio_bank.select(batch.indices.to(self._audio_bank.mu.device))
         self.model.train()
         torch.manual_seed(int(step_rng(self.cfg.seed, self.step, 4).integers(2**62)))
         batch = batch.to(self.device)
         use_amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss, logs = psm_loss(self.model, batch)
+            loss, logs = psm_loss(self.model, batch, audio)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)

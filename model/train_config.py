@@ -27,6 +27,10 @@ class TrainConfig:
     # Image augmentation (model.transforms.TRAIN_AUGMENTATIONS): "reference" = random resized
     # crop + horizontal flip; "dihedral" = the whole footprint turned and mirrored.
     augment: str = "reference"
+    # From this step on the audio tower and its head are frozen and each training sample's audio
+    # embedding is computed once and reused, so a step costs the image side only (None = never;
+    # needs cache_features).
+    freeze_audio_at: int | None = None
     zooms: tuple[int, ...] = PSM_ZOOM_LEVELS
     seed: int = 56
     checkpoint_every: int = 100

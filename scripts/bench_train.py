@@ -1,7 +1,8 @@
 """Benchmark one training step of a model config (the demo model's 20-minute budget rests on it).
 
 Measures, on synthetic batches of the config's input sizes: the whole `Trainer.train_step`
-(PCME++ loss forward + backward, gradient clipping, AdamW, scheduler) and, separately, the
+(PCME++ loss forward + backward, gradient clipping, AdamW, scheduler), the same step with the
+audio tower frozen (`TrainConfig.freeze_audio_at`) and, separately, the
 forward + backward of the audio tower and of the image side (ViT + metadata fuser + heads),
 the two parts that dominate it. Features are precomputed, as the demo trainer caches them.
 
@@ -22,6 +23,7 @@ import json
 import statistics
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -64,10 +66,18 @@ def bench(config: str, batch_size: int, repeats: int, warmup: int) -> list[dict[
         def image() -> None:
             model.embed_images(batch.images, batch.zoom, batch.metadata).mu.sum().backward()
 
+        # The same step once the audio tower is frozen (TrainConfig.freeze_audio_at): its
+        # embeddings come from the bank, so only the image and text sides train.
+        frozen = Trainer(
+            PSM(cfg), data, replace(train_cfg, freeze_audio_at=0), Path(workdir) / "frozen"
+        )
+        frozen.train_step(frozen.make_batch(0))  # builds the audio bank once
+
         model.train()
         rows = []
         for name, fn in (
             ("train step (loss, backward, AdamW)", lambda: trainer.train_step(batch)),
+            ("train step, audio tower frozen", lambda: frozen.train_step(batch)),
             ("audio tower forward + backward", audio),
             ("image side forward + backward", image),
         ):

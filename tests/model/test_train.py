@@ -163,3 +163,46 @@ def test_augmentation_is_chosen_by_name_and_unknown_names_are_rejected(test_conf
     torch.testing.assert_close(cached.images, dih.images, rtol=0, atol=0)
     with pytest.raises(ValueError, match="augment must be one of"):
         make_trainer(test_config, tmp_path / "bad", 1, augment="mixup")
+
+
+def _audio_state(trainer: Trainer) -> list[torch.Tensor]:
+    m = trainer.model
+    return [p.detach().clone() for p in (*m.audio_tower.parameters(), *m.audio_head.parameters())]
+
+
+def test_freezing_audio_keeps_its_weights_and_still_trains_the_rest(test_config, tmp_path):
+    trainer = make_trainer(test_config, tmp_path, 10, cache_features=True, freeze_audio_at=5)
+    trainer.cfg.steps = 5
+    trainer.train(progress=False)
+    audio_at_5 = _audio_state(trainer)
+    image_at_5 = [p.detach().clone() for p in trainer.model.image_encoder.parameters()]
+    trainer.cfg.steps = 10
+    losses = trainer.train(progress=False)
+    assert trainer.audio_frozen() and len(losses) == 10 and all(np.isfinite(losses))
+    for before, after in zip(audio_at_5, _audio_state(trainer), strict=True):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    moved = [
+        not torch.equal(b, a)
+        for b, a in zip(image_at_5, trainer.model.image_encoder.parameters(), strict=True)
+    ]
+    assert all(moved)
+    # Before the switch the audio tower trained like in an unfrozen run.
+    unfrozen = make_trainer(test_config, tmp_path / "u", 10, cache_features=True)
+    np.testing.assert_array_equal(unfrozen.train(progress=False)[:5], losses[:5])
+    assert not np.array_equal(unfrozen.losses[5:], losses[5:])
+
+
+def test_resume_after_freezing_audio_continues_with_identical_losses(test_config, tmp_path):
+    kw = {"cache_features": True, "freeze_audio_at": 3}
+    straight = make_trainer(test_config, tmp_path / "a", 10, **kw).train(progress=False)
+    make_trainer(test_config, tmp_path / "b", 5, **kw).train(progress=False)
+    resumed = make_trainer(test_config, tmp_path / "b", 10, **kw)
+    assert resumed.try_resume() and resumed.step == 5
+    np.testing.assert_array_equal(resumed.train(progress=False)[5:], straight[5:])
+
+
+def test_bad_audio_freezing_settings_are_rejected(test_config, tmp_path):
+    with pytest.raises(ValueError, match="freeze_audio_at must be in"):
+        make_trainer(test_config, tmp_path, 4, cache_features=True, freeze_audio_at=5)
+    with pytest.raises(ValueError, match="needs cache_features"):
+        make_trainer(test_config, tmp_path, 4, freeze_audio_at=2)
