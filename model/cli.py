@@ -95,6 +95,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         default=PSM_ZOOM_LEVELS,
         help="PSM zoom levels to sample, e.g. 1,3,5",
     )
+    p.add_argument(
+        "--freeze-audio-at",
+        type=_non_negative,
+        default=None,
+        help="freeze the audio tower from this step on (its embeddings are computed once and "
+        "reused; keeps every sample's features in memory)",
+    )
     p.add_argument("--seed", type=int, default=56)
     p.add_argument("--checkpoint-every", type=_positive, default=100)
     p.add_argument("--device", default="auto")
@@ -131,6 +138,8 @@ def run_train(args: argparse.Namespace) -> int:
         grad_clip=args.grad_clip or None,
         meta_droprate=args.meta_droprate,
         augment=args.augment,
+        freeze_audio_at=args.freeze_audio_at,
+        cache_features=args.freeze_audio_at is not None,
         zooms=args.zooms,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,

@@ -80,6 +80,39 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+# Settings a resumed run must share with the run that wrote the state: each one changes what
+# later steps do. `steps` may grow (train longer); device, checkpointing and caching are free.
+RESUME_MUST_MATCH = (
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "betas",
+    "eps",
+    "restart_period",
+    "warmup_steps",
+    "grad_clip",
+    "meta_droprate",
+    "augment",
+    "freeze_audio_at",
+    "zooms",
+    "seed",
+)
+
+
+def changed_settings(saved: dict[str, object], cfg: TrainConfig) -> list[str]:
+    """'name: saved -> now' for each setting in RESUME_MUST_MATCH that differs.
+
+    States written before a setting existed count as having its default.
+    """
+    now, default = asdict(cfg), asdict(TrainConfig())
+    out = []
+    for name in RESUME_MUST_MATCH:
+        before = saved.get(name, default[name])
+        if before != now[name]:
+            out.append(f"{name}: {before!r} -> {now[name]!r}")
+    return out
+
+
 class Trainer:
     """Trains a PSM model on a `SoundscapeDataset`, writing checkpoints to `workdir`."""
 
@@ -168,6 +201,12 @@ class Trainer:
         if state["model_config"] != self.model.config.to_json():
             raise ValueError(
                 f"{path} was written for a different model config; use another --workdir"
+            )
+        changed = changed_settings(state.get("train_config", {}), self.cfg)
+        if changed:
+            raise ValueError(
+                f"{path} was written with other training settings ({'; '.join(changed)}); "
+                "use the same settings, another --workdir or --no-resume"
             )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

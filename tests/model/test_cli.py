@@ -26,7 +26,7 @@ def train_in(workdir, steps: int) -> subprocess.CompletedProcess:
     """A tiny `soundscape train` run (same settings every time, so a second call resumes)."""
     return soundscape("train", "--config", "test", "--dataset-args", SMALL_DATA, "--workdir",
                       str(workdir), "--steps", str(steps), "--batch-size", "8", "--lr", "1e-3",
-                      "--warmup-steps", "2", "--augment", "dihedral",
+                      "--warmup-steps", "2", "--augment", "dihedral", "--freeze-audio-at", "3",
                       "--no-progress")  # fmt: skip
 
 
@@ -45,6 +45,7 @@ def test_train_writes_a_checkpoint_and_reports_the_loss(trained):
     state = torch.load(workdir / "trainer_state.pt", weights_only=False)
     assert state["train_config"]["augment"] == "dihedral"
     assert state["train_config"]["warmup_steps"] == 2
+    assert state["train_config"]["freeze_audio_at"] == 3
 
 
 def test_train_resumes_from_the_workdir(trained):
@@ -94,6 +95,10 @@ def test_evaluate_prints_the_paper_table(trained, tmp_path):
         (["train", "--steps", "-3", "--workdir", "{tmp}"], "positive integer"),
         (["train", "--warmup-steps", "-5", "--workdir", "{tmp}"], "integer >= 0"),
         (["train", "--augment", "mixup", "--workdir", "{tmp}"], "invalid choice: 'mixup'"),
+        (
+            ["train", "--steps", "5", "--freeze-audio-at", "9", "--workdir", "{tmp}"],
+            "freeze_audio_at must be in [0, steps=5]",
+        ),
         (["evaluate", "--checkpoint", "{junk}"], "not a readable PSM checkpoint"),
     ],
 )

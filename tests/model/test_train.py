@@ -1,4 +1,5 @@
 import threading
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -206,3 +207,29 @@ def test_bad_audio_freezing_settings_are_rejected(test_config, tmp_path):
         make_trainer(test_config, tmp_path, 4, cache_features=True, freeze_audio_at=5)
     with pytest.raises(ValueError, match="needs cache_features"):
         make_trainer(test_config, tmp_path, 4, freeze_audio_at=2)
+
+
+def test_resume_refuses_other_training_settings_but_allows_more_steps(test_config, tmp_path):
+    make_trainer(test_config, tmp_path, 4, warmup_steps=2).train(progress=False)
+    longer = make_trainer(test_config, tmp_path, 8, warmup_steps=2)
+    assert longer.try_resume() and longer.step == 4
+    for changed, message in (
+        ({"warmup_steps": 3}, "warmup_steps: 2 -> 3"),
+        ({"warmup_steps": 2, "augment": "dihedral"}, "augment: 'reference' -> 'dihedral'"),
+        ({"warmup_steps": 2, "seed": 7}, "seed: 56 -> 7"),
+    ):
+        other = make_trainer(test_config, tmp_path, 8, **changed)
+        with pytest.raises(ValueError, match="other training settings") as err:
+            other.try_resume()
+        assert message in str(err.value)
+        assert other.step == 0  # nothing loaded
+
+
+def test_states_written_before_a_setting_existed_resume_with_its_default(test_config, tmp_path):
+    from model.train import changed_settings
+
+    saved = {k: v for k, v in asdict(TrainConfig()).items() if k not in ("augment", "warmup_steps")}
+    assert changed_settings(saved, TrainConfig()) == []
+    assert changed_settings(saved, TrainConfig(augment="dihedral")) == [
+        "augment: 'reference' -> 'dihedral'"
+    ]
