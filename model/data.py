@@ -236,7 +236,6 @@ class CachedCollator:
             audio=audio,
             text=text,
             metadata=meta,
-            indices=torch.as_tensor(keys, dtype=torch.long),
         )
 
     def audio_features_of(self, indices: Sequence[int]) -> dict[str, Tensor]:

@@ -28,8 +28,8 @@ class TrainConfig:
     # crop + horizontal flip; "dihedral" = the whole footprint turned and mirrored.
     augment: str = "reference"
     # From this step on the audio tower and its head are frozen and each training sample's audio
-    # embedding is computed once and reused, so a step costs the image side only (None = never;
-    # needs cache_features).
+    # embedding is computed once and reused, so a step trains the image and text sides only
+    # (None = never; needs cache_features).
     freeze_audio_at: int | None = None
     zooms: tuple[int, ...] = PSM_ZOOM_LEVELS
     seed: int = 56

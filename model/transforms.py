@@ -117,13 +117,13 @@ def dihedral_transform(img: Tensor, size: int, generator: torch.Generator) -> Te
     Unlike the reference's random resized crop, every pixel stays: the footprint's centre (the
     sample's own place) is never cropped away and its scale (what GSDPE encodes) is kept.
     """
-    out = center_crop(resize(img, size), size)
+    out = eval_transform(img, size)  # turning and mirroring commute with the normalisation
     turns = int(torch.randint(0, 4, (), generator=generator))
     if turns:
         out = torch.rot90(out, turns, dims=(-2, -1))
     if torch.rand((), generator=generator).item() < 0.5:
         out = out.flip(-1)
-    return normalize(out)
+    return out
 
 
 # Training augmentations by name (TrainConfig.augment).
