@@ -16,7 +16,12 @@ def test_bench_train_quick_smoke(tmp_path):
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     rows = json.loads(out.read_text())
-    assert [r["benchmark"].split()[0] for r in rows] == ["train", "audio", "image"]
+    assert [r["benchmark"] for r in rows] == [
+        "train step (loss, backward, AdamW)",
+        "train step, audio tower frozen",
+        "audio tower forward + backward",
+        "image side forward + backward",
+    ]
     assert all(r["p50_ms"] > 0 for r in rows)
 
 
