@@ -80,36 +80,27 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-# Settings a resumed run must share with the run that wrote the state: each one changes what
-# later steps do. `steps` may grow (train longer); device, checkpointing and caching are free.
-RESUME_MUST_MATCH = (
-    "batch_size",
-    "lr",
-    "weight_decay",
-    "betas",
-    "eps",
-    "restart_period",
-    "warmup_steps",
-    "grad_clip",
-    "meta_droprate",
-    "augment",
-    "freeze_audio_at",
-    "zooms",
-    "seed",
+# Settings a resumed run may change: the run length (train longer) and where and how it runs,
+# none of which changes what a step computes. Every other TrainConfig field must match the
+# state's, so a field added later is checked without being listed here.
+RESUME_MAY_CHANGE = frozenset(
+    {"steps", "checkpoint_every", "device", "amp", "cache_features", "feature_workers", "extra"}
 )
 
 
 def changed_settings(saved: dict[str, object], cfg: TrainConfig) -> list[str]:
-    """'name: saved -> now' for each setting in RESUME_MUST_MATCH that differs.
+    """'name: saved -> now' for each setting outside RESUME_MAY_CHANGE that differs.
 
     States written before a setting existed count as having its default.
     """
     now, default = asdict(cfg), asdict(TrainConfig())
     out = []
-    for name in RESUME_MUST_MATCH:
+    for name, value in now.items():
+        if name in RESUME_MAY_CHANGE:
+            continue
         before = saved.get(name, default[name])
-        if before != now[name]:
-            out.append(f"{name}: {before!r} -> {now[name]!r}")
+        if before != value:
+            out.append(f"{name}: {before!r} -> {value!r}")
     return out
 
 

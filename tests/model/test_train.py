@@ -211,12 +211,14 @@ def test_bad_audio_freezing_settings_are_rejected(test_config, tmp_path):
 
 def test_resume_refuses_other_training_settings_but_allows_more_steps(test_config, tmp_path):
     make_trainer(test_config, tmp_path, 4, warmup_steps=2).train(progress=False)
-    longer = make_trainer(test_config, tmp_path, 8, warmup_steps=2)
+    # Longer, and with settings that change where or how fast it runs, not what a step does.
+    longer = make_trainer(test_config, tmp_path, 8, warmup_steps=2, feature_workers=2)
     assert longer.try_resume() and longer.step == 4
     for changed, message in (
         ({"warmup_steps": 3}, "warmup_steps: 2 -> 3"),
         ({"warmup_steps": 2, "augment": "dihedral"}, "augment: 'reference' -> 'dihedral'"),
         ({"warmup_steps": 2, "seed": 7}, "seed: 56 -> 7"),
+        ({"warmup_steps": 2, "grad_clip": None}, "grad_clip: 1.0 -> None"),
     ):
         other = make_trainer(test_config, tmp_path, 8, **changed)
         with pytest.raises(ValueError, match="other training settings") as err:
