@@ -102,6 +102,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="freeze the audio tower from this step on (its embeddings are computed once and "
         "reused; keeps every sample's features in memory)",
     )
+    p.add_argument(
+        "--freeze-audio-head",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --freeze-audio-at: freeze the audio head too (default), or keep training it "
+        "on the frozen tower's outputs (--no-freeze-audio-head)",
+    )
     p.add_argument("--seed", type=int, default=56)
     p.add_argument("--checkpoint-every", type=_positive, default=100)
     p.add_argument("--device", default="auto")
@@ -139,6 +146,7 @@ def run_train(args: argparse.Namespace) -> int:
         meta_droprate=args.meta_droprate,
         augment=args.augment,
         freeze_audio_at=args.freeze_audio_at,
+        freeze_audio_head=args.freeze_audio_head,
         cache_features=args.freeze_audio_at is not None,
         zooms=args.zooms,
         seed=args.seed,

@@ -46,14 +46,20 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 def psm_loss(
-    model: PSM, batch: Batch, audio: GaussianEmbedding | None = None
+    model: PSM, batch: Batch, audio: GaussianEmbedding | Tensor | None = None
 ) -> tuple[Tensor, dict[str, float]]:
     """Reference objective: (1-w) L(image, audio) + w (L(image, text) + L(audio, text)).
 
-    `audio`: the batch's audio embeddings when they are already known (a frozen audio tower).
+    `audio`, when the audio tower is frozen: the batch's audio embeddings (the head frozen too)
+    or the tower's outputs (the head still trains).
     """
     sat = model.embed_images(batch.images, batch.zoom, batch.metadata)
-    aud = model.embed_audio_features(batch.audio) if audio is None else audio
+    if audio is None:
+        aud = model.embed_audio_features(batch.audio)
+    elif isinstance(audio, Tensor):
+        aud = model.audio_head(audio)
+    else:
+        aud = audio
     txt = model.embed_text_tokens(batch.text)
     crit = model.criterion
     l_ia, _ = crit(sat, aud)
@@ -148,7 +154,8 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.step = 0
         self.losses: list[float] = []
-        self._audio_bank: GaussianEmbedding | None = None  # every sample's, once audio is frozen
+        # Every training sample's audio embedding (or tower output), once the tower is frozen.
+        self._audio_bank: GaussianEmbedding | Tensor | None = None
         self._pool: ThreadPoolExecutor | None = None  # background batch thread, while it pays
         self.collator = (
             CachedCollator(
@@ -236,14 +243,17 @@ class Trainer:
         at = self.cfg.freeze_audio_at
         return at is not None and self.step >= at
 
-    def _freeze_audio(self) -> GaussianEmbedding:
-        """Freeze the audio tower and head; embed every training sample's audio once (eval
-        mode, so the bank depends on the weights only and a resumed run rebuilds it exactly)."""
+    def _freeze_audio(self) -> GaussianEmbedding | Tensor:
+        """Freeze the audio tower (and the head with `freeze_audio_head`); run every training
+        sample's audio through what is frozen once (eval mode, so the bank depends on the
+        weights only and a resumed run rebuilds it exactly)."""
         assert self.collator is not None  # checked in __init__
         n = len(self.dataset)
         self.collator.warm(range(n), self.cfg.zooms[0], workers=1)  # fills what is missing
-        audio_params = [*self.model.audio_tower.parameters(), *self.model.audio_head.parameters()]
-        for p in audio_params:
+        frozen = [*self.model.audio_tower.parameters()]
+        if self.cfg.freeze_audio_head:
+            frozen += [*self.model.audio_head.parameters()]
+        for p in frozen:
             p.requires_grad_(False)
             p.grad = None
         self.model.eval()
@@ -251,7 +261,11 @@ class Trainer:
         with torch.no_grad():
             for start in range(0, n, 512):
                 feats = self.collator.audio_features_of(range(start, min(n, start + 512)))
-                parts.append(self.model.embed_audio_features(feats))
+                feats = {k: v.to(self.device) for k, v in feats.items()}
+                out = self.model.audio_tower(**feats)
+                parts.append(self.model.audio_head(out) if self.cfg.freeze_audio_head else out)
+        if not self.cfg.freeze_audio_head:
+            return torch.cat(parts)
         return GaussianEmbedding(*(torch.cat(t) for t in zip(*parts, strict=True)))
 
     def train_step(self, batch: Batch) -> tuple[float, dict[str, float]]:
@@ -261,7 +275,9 @@ class Trainer:
             if self._audio_bank is None:
                 self._audio_bank = self._freeze_audio()
             assert batch.indices is not None
-            audio = self._audio_bank.select(batch.indices.to(self._audio_bank.mu.device))
+            bank = self._audio_bank
+            rows = batch.indices.to(bank.device if isinstance(bank, Tensor) else bank.mu.device)
+            audio = bank[rows] if isinstance(bank, Tensor) else bank.select(rows)
         self.model.train()
         torch.manual_seed(int(step_rng(self.cfg.seed, self.step, 4).integers(2**62)))
         batch = batch.to(self.device)

@@ -27,10 +27,12 @@ class TrainConfig:
     # Image augmentation (model.transforms.TRAIN_AUGMENTATIONS): "reference" = random resized
     # crop + horizontal flip; "dihedral" = the whole footprint turned and mirrored.
     augment: str = "reference"
-    # From this step on the audio tower and its head are frozen and each training sample's audio
-    # embedding is computed once and reused, so a step trains the image and text sides only
-    # (None = never; needs cache_features).
+    # From this step on the audio tower is frozen and each training sample's audio is run through
+    # it once and reused, so a step trains the image and text sides only (None = never; needs
+    # cache_features). With freeze_audio_head the audio head is frozen too (the sample's whole
+    # embedding is kept); without, the head keeps training on the kept tower outputs.
     freeze_audio_at: int | None = None
+    freeze_audio_head: bool = True
     zooms: tuple[int, ...] = PSM_ZOOM_LEVELS
     seed: int = 56
     checkpoint_every: int = 100

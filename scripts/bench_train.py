@@ -2,7 +2,7 @@
 
 Measures, on synthetic batches of the config's input sizes: the whole `Trainer.train_step`
 (PCME++ loss forward + backward, gradient clipping, AdamW, scheduler), the same step with the
-audio tower frozen (`TrainConfig.freeze_audio_at`) and, separately, the
+audio tower frozen (`TrainConfig.freeze_audio_at`; with and without its head) and, separately, the
 forward + backward of the audio tower and of the image side (ViT + metadata fuser + heads),
 the two parts that dominate it. Features are precomputed, as the demo trainer caches them.
 
@@ -67,17 +67,26 @@ def bench(config: str, batch_size: int, repeats: int, warmup: int) -> list[dict[
             model.embed_images(batch.images, batch.zoom, batch.metadata).mu.sum().backward()
 
         # The same step once the audio tower is frozen (TrainConfig.freeze_audio_at): its
-        # embeddings come from the bank, so only the image and text sides train.
+        # embeddings (or, with the head still training, its outputs) come from the bank, so
+        # only the image and text sides (and the audio head) train.
         frozen = Trainer(
             PSM(cfg), data, replace(train_cfg, freeze_audio_at=0), Path(workdir) / "frozen"
         )
-        frozen.train_step(frozen.make_batch(0))  # builds the audio bank once
+        head = Trainer(
+            PSM(cfg),
+            data,
+            replace(train_cfg, freeze_audio_at=0, freeze_audio_head=False),
+            Path(workdir) / "head",
+        )
+        for t in (frozen, head):
+            t.train_step(t.make_batch(0))  # builds the audio bank once
 
         model.train()
         rows = []
         for name, fn in (
             ("train step (loss, backward, AdamW)", lambda: trainer.train_step(batch)),
             ("train step, audio tower frozen", lambda: frozen.train_step(batch)),
+            ("train step, audio tower frozen, head trains", lambda: head.train_step(batch)),
             ("audio tower forward + backward", audio),
             ("image side forward + backward", image),
         ):

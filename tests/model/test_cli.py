@@ -27,7 +27,7 @@ def train_in(workdir, steps: int) -> subprocess.CompletedProcess:
     return soundscape("train", "--config", "test", "--dataset-args", SMALL_DATA, "--workdir",
                       str(workdir), "--steps", str(steps), "--batch-size", "8", "--lr", "1e-3",
                       "--warmup-steps", "2", "--augment", "dihedral", "--freeze-audio-at", "3",
-                      "--no-progress")  # fmt: skip
+                      "--no-freeze-audio-head", "--no-progress")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def test_train_writes_a_checkpoint_and_reports_the_loss(trained):
     assert state["train_config"]["augment"] == "dihedral"
     assert state["train_config"]["warmup_steps"] == 2
     assert state["train_config"]["freeze_audio_at"] == 3
+    assert state["train_config"]["freeze_audio_head"] is False
 
 
 def test_train_resumes_from_the_workdir(trained):

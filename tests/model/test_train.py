@@ -202,6 +202,33 @@ def test_resume_after_freezing_audio_continues_with_identical_losses(test_config
     np.testing.assert_array_equal(resumed.train(progress=False)[5:], straight[5:])
 
 
+def test_freezing_only_the_audio_tower_keeps_training_its_head(test_config, tmp_path):
+    kw = {"cache_features": True, "freeze_audio_at": 5, "freeze_audio_head": False}
+    trainer = make_trainer(test_config, tmp_path / "a", 5, **kw)
+    trainer.train(progress=False)
+    m = trainer.model
+    tower_at_5 = [p.detach().clone() for p in m.audio_tower.parameters()]
+    head_at_5 = [p.detach().clone() for p in m.audio_head.parameters()]
+    trainer.cfg.steps = 10
+    losses = trainer.train(progress=False)
+    for before, after in zip(tower_at_5, m.audio_tower.parameters(), strict=True):
+        torch.testing.assert_close(after, before, rtol=0, atol=0)
+    assert all(
+        not torch.equal(b, a) for b, a in zip(head_at_5, m.audio_head.parameters(), strict=True)
+    )
+    # Not the same run as freezing the head too; resuming after the switch continues it exactly.
+    both = make_trainer(test_config, tmp_path / "b", 10, **{**kw, "freeze_audio_head": True})
+    assert not np.array_equal(both.train(progress=False)[5:], losses[5:])
+    make_trainer(test_config, tmp_path / "c", 7, **kw).train(progress=False)
+    resumed = make_trainer(test_config, tmp_path / "c", 10, **kw)
+    assert resumed.try_resume() and resumed.step == 7
+    np.testing.assert_array_equal(resumed.train(progress=False)[7:], losses[7:])
+    # A run cannot switch between the two on resume.
+    other = make_trainer(test_config, tmp_path / "c", 12, **{**kw, "freeze_audio_head": True})
+    with pytest.raises(ValueError, match="freeze_audio_head: False -> True"):
+        other.try_resume()
+
+
 def test_bad_audio_freezing_settings_are_rejected(test_config, tmp_path):
     with pytest.raises(ValueError, match="freeze_audio_at must be in"):
         make_trainer(test_config, tmp_path, 4, cache_features=True, freeze_audio_at=5)

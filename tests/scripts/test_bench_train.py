@@ -19,6 +19,7 @@ def test_bench_train_quick_smoke(tmp_path):
     assert [r["benchmark"] for r in rows] == [
         "train step (loss, backward, AdamW)",
         "train step, audio tower frozen",
+        "train step, audio tower frozen, head trains",
         "audio tower forward + backward",
         "image side forward + backward",
     ]
