@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from model.checkpoint import save_checkpoint
 from model.data import Batch, CachedCollator, SoundscapeDataset, collate
-from model.gaussian import GaussianEmbedding
 from model.losses import combine_pair_losses
 from model.metadata import apply_metadata_drop
 from model.psm import PSM
@@ -46,20 +45,18 @@ def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
 
 
 def psm_loss(
-    model: PSM, batch: Batch, audio: GaussianEmbedding | Tensor | None = None
+    model: PSM, batch: Batch, audio_tower_out: Tensor | None = None
 ) -> tuple[Tensor, dict[str, float]]:
     """Reference objective: (1-w) L(image, audio) + w (L(image, text) + L(audio, text)).
 
-    `audio`, when the audio tower is frozen: the batch's audio embeddings (the head frozen too)
-    or the tower's outputs (the head still trains).
+    `audio_tower_out`: the batch's audio tower outputs when they are already known (a frozen
+    tower); the audio head runs on them.
     """
     sat = model.embed_images(batch.images, batch.zoom, batch.metadata)
-    if audio is None:
+    if audio_tower_out is None:
         aud = model.embed_audio_features(batch.audio)
-    elif isinstance(audio, Tensor):
-        aud = model.audio_head(audio)
     else:
-        aud = audio
+        aud = model.audio_head(audio_tower_out)
     txt = model.embed_text_tokens(batch.text)
     crit = model.criterion
     l_ia, _ = crit(sat, aud)
@@ -154,8 +151,8 @@ class Trainer:
         self.scheduler = make_scheduler(self.optimizer, cfg)
         self.step = 0
         self.losses: list[float] = []
-        # Every training sample's audio embedding (or tower output), once the tower is frozen.
-        self._audio_bank: GaussianEmbedding | Tensor | None = None
+        # Every training sample's audio tower output, once the tower is frozen.
+        self._audio_bank: Tensor | None = None
         self._pool: ThreadPoolExecutor | None = None  # background batch thread, while it pays
         self.collator = (
             CachedCollator(
@@ -243,10 +240,10 @@ class Trainer:
         at = self.cfg.freeze_audio_at
         return at is not None and self.step >= at
 
-    def _freeze_audio(self) -> GaussianEmbedding | Tensor:
+    def _freeze_audio(self) -> Tensor:
         """Freeze the audio tower (and the head with `freeze_audio_head`); run every training
-        sample's audio through what is frozen once (eval mode, so the bank depends on the
-        weights only and a resumed run rebuilds it exactly)."""
+        sample's audio through the tower once (eval mode, so the bank depends on the weights
+        only and a resumed run rebuilds it exactly)."""
         assert self.collator is not None  # checked in __init__
         n = len(self.dataset)
         self.collator.warm(range(n), self.cfg.zooms[0], workers=1)  # fills what is missing
@@ -261,12 +258,10 @@ class Trainer:
         with torch.no_grad():
             for start in range(0, n, 512):
                 feats = self.collator.audio_features_of(range(start, min(n, start + 512)))
-                feats = {k: v.to(self.device) for k, v in feats.items()}
-                out = self.model.audio_tower(**feats)
-                parts.append(self.model.audio_head(out) if self.cfg.freeze_audio_head else out)
-        if not self.cfg.freeze_audio_head:
-            return torch.cat(parts)
-        return GaussianEmbedding(*(torch.cat(t) for t in zip(*parts, strict=True)))
+                parts.append(
+                    self.model.audio_tower(**{k: v.to(self.device) for k, v in feats.items()})
+                )
+        return torch.cat(parts)
 
     def train_step(self, batch: Batch) -> tuple[float, dict[str, float]]:
         """One optimisation step on `batch`."""
@@ -275,9 +270,7 @@ class Trainer:
             if self._audio_bank is None:
                 self._audio_bank = self._freeze_audio()
             assert batch.indices is not None
-            bank = self._audio_bank
-            rows = batch.indices.to(bank.device if isinstance(bank, Tensor) else bank.mu.device)
-            audio = bank[rows] if isinstance(bank, Tensor) else bank.select(rows)
+            audio = self._audio_bank[batch.indices.to(self._audio_bank.device)]
         self.model.train()
         torch.manual_seed(int(step_rng(self.cfg.seed, self.step, 4).integers(2**62)))
         batch = batch.to(self.device)

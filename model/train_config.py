@@ -29,8 +29,8 @@ class TrainConfig:
     augment: str = "reference"
     # From this step on the audio tower is frozen and each training sample's audio is run through
     # it once and reused, so a step trains the image and text sides only (None = never; needs
-    # cache_features). With freeze_audio_head the audio head is frozen too (the sample's whole
-    # embedding is kept); without, the head keeps training on the kept tower outputs.
+    # cache_features). With freeze_audio_head the audio head is frozen too; without, it keeps
+    # training on the kept tower outputs.
     freeze_audio_at: int | None = None
     freeze_audio_head: bool = True
     zooms: tuple[int, ...] = PSM_ZOOM_LEVELS

@@ -67,8 +67,8 @@ def bench(config: str, batch_size: int, repeats: int, warmup: int) -> list[dict[
             model.embed_images(batch.images, batch.zoom, batch.metadata).mu.sum().backward()
 
         # The same step once the audio tower is frozen (TrainConfig.freeze_audio_at): its
-        # embeddings (or, with the head still training, its outputs) come from the bank, so
-        # only the image and text sides (and the audio head) train.
+        # outputs come from the bank, so only the image and text sides (and, unless it is
+        # frozen too, the audio head) train.
         frozen = Trainer(
             PSM(cfg), data, replace(train_cfg, freeze_audio_at=0), Path(workdir) / "frozen"
         )
