@@ -99,7 +99,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         "--freeze-audio-at",
         type=_non_negative,
         default=None,
-        help="freeze the audio tower from this step on (its embeddings are computed once and "
+        help="freeze the audio tower from this step on (its outputs are computed once and "
         "reused; keeps every sample's features in memory)",
     )
     p.add_argument(
