@@ -37,11 +37,11 @@ RECIPE = DemoRecipe()
 # 0.876, the hour test passed for all 10 time-dependent classes (the lowest: rooster 96 %, road
 # traffic 97 %). Issue 4's targets: 0.9 x oracle, AUC 0.85, 80 % hour wins for every class.
 # R@10% on 676 pairs has a standard error of ~0.05 x oracle (the evaluation's 2,000 pairs and
-# every held-out pair measure the targets: I2A 0.94-1.00, A2I 0.84-0.89), so the retrieval
-# thresholds here sit that far below the target: I2A (met there) and A2I (not met) are guarded
-# against regressions, not re-measured against the target on a sample this small.
+# every held-out pair measure the targets: I2A 0.94-1.00, A2I 0.84-0.89), so I2A (met there,
+# 0.90 here) is guarded that far below its target rather than re-measured against it on a
+# sample this small; A2I (target not met) keeps its earlier guard, which the model still passes.
 TARGET_I2A_SHARE = 0.85
-TARGET_A2I_SHARE = 0.76
+TARGET_A2I_SHARE = 0.8
 TARGET_AUC = 0.85
 HOUR_WIN_SHARE = 0.8
 TARGET_HOUR_CLASSES_MEAN_ONLY = 9  # the model reaches 10 with the mean distance alone
