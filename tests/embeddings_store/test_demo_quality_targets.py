@@ -45,25 +45,54 @@ TARGET_HOUR_CLASSES_MEAN_ONLY = 10  # the mean distance alone passes for every c
 TEST_WORLD = dataclasses.replace(RECIPE.world, n_samples=6000)
 
 
-@pytest.fixture(scope="module")
-def shipped():
+def load_shipped():
     path = packaged_checkpoint()
     if not path.exists():
         pytest.fail(f"{path} is missing: train it with `make demo-model`")
     return load_checkpoint(path)
 
 
+def world_layers() -> GeoLayers:
+    return GeoLayers.load(default_cache_dir())
+
+
+def write_imagery(layers: GeoLayers, folder: Path) -> Path:
+    w, s, e, n = RECIPE.world.bbox
+    return write_demo_imagery(folder / "imagery.tif", layers, (w - 5, s - 5, e + 5, n + 5))
+
+
+def build_usa_store(shipped, imagery: Path, folder: Path) -> EmbeddingStore:
+    """The USA at PSM zoom 1 on a grid coarser than the demo's (cells at web zoom 9, ~60 km)."""
+    path = folder / "usa.zarr"
+    spec = PrecomputeSpec(
+        imagery=str(imagery),
+        checkpoint=str(packaged_checkpoint()),
+        store=str(path),
+        levels=(Level(1, 5, 16),),
+        region=Region(DEMO_STORE_BBOX),
+    )
+    precompute(spec, progress=False)
+    return EmbeddingStore.open(path, expect_model_id=shipped.model_id)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_shipped()
+
+
 @pytest.fixture(scope="module")
 def layers() -> GeoLayers:
-    return GeoLayers.load(default_cache_dir())
+    return world_layers()
 
 
 @pytest.fixture(scope="module")
 def imagery(layers, tmp_path_factory) -> Path:
-    w, s, e, n = RECIPE.world.bbox
-    return write_demo_imagery(
-        tmp_path_factory.mktemp("imagery") / "imagery.tif", layers, (w - 5, s - 5, e + 5, n + 5)
-    )
+    return write_imagery(layers, tmp_path_factory.mktemp("imagery"))
+
+
+@pytest.fixture(scope="module")
+def usa_store(shipped, imagery, tmp_path_factory) -> EmbeddingStore:
+    return build_usa_store(shipped, imagery, tmp_path_factory.mktemp("store"))
 
 
 @pytest.fixture(scope="module")
@@ -78,20 +107,6 @@ def test_split(shipped, layers, imagery, tmp_path_factory) -> DemoWorldDataset:
         img.tile_size * img.native_gsd,
         cache_dir=tmp_path_factory.mktemp("samples"),
     )
-
-
-@pytest.fixture(scope="module")
-def usa_store(shipped, imagery, tmp_path_factory) -> EmbeddingStore:
-    path = tmp_path_factory.mktemp("store") / "usa.zarr"
-    spec = PrecomputeSpec(
-        imagery=str(imagery),
-        checkpoint=str(packaged_checkpoint()),
-        store=str(path),
-        levels=(Level(1, 5, 16),),  # cells at web zoom 9 (~60 km): coarser than the demo's
-        region=Region(DEMO_STORE_BBOX),
-    )
-    precompute(spec, progress=False)
-    return EmbeddingStore.open(path, expect_model_id=shipped.model_id)
 
 
 def test_retrieval_at_zoom_1_with_metadata(shipped, test_split):
