@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from model.config import PRECISIONS
+
 
 def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
     """Register `precompute`."""
@@ -48,14 +50,15 @@ def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--with-fused",
         action="store_true",
-        help="also store mu0/c0, the fused embedding with every metadata masked",
+        help="also store mu0/c0/u0, the fused embedding with every metadata masked (instant "
+        "default maps)",
     )
     p.add_argument("--min-coverage", type=float, default=0.5, help="imagery share for a valid cell")
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "bf16"],
+        choices=PRECISIONS,
         help="auto: bf16 autocast on CUDA, fp32 on CPU",
     )
     p.add_argument("--cache-dir", default=None, help="disk cache for XYZ tile sources")

@@ -119,12 +119,11 @@ def footprint_around(
 
 
 @dataclass(frozen=True)
-class TileWindow:
-    """The cells one web tile needs from a level.
+class CellExtent:
+    """A rectangle of cells of one level: global columns [cx0, cx1) and rows [cy0, cy1).
 
-    Cells [cx0, cx1) x [cy0, cy1) cover the tile (plus `margin` cells around it); `tile_span`
-    is how many cells the tile itself spans per side (a fraction when a cell is magnified);
-    `offset` is the tile's north-west corner in cell units relative to (cx0, cy0).
+    Row 0 is the north edge, as in XYZ. An extent may reach past the world's edge (a tile's
+    margin); such cells simply have no data.
     """
 
     level: Level
@@ -132,21 +131,97 @@ class TileWindow:
     cx1: int
     cy0: int
     cy1: int
-    tile_span: float
-    offset_x: float
-    offset_y: float
+
+    @classmethod
+    def chunk(cls, level: Level, tx: int, ty: int) -> CellExtent:
+        """The cells of one store chunk (XYZ tile (tx, ty) at the level's tile zoom)."""
+        cx0, cx1, cy0, cy1 = level.chunk_cells(tx, ty)
+        return cls(level, cx0, cx1, cy0, cy1)
+
+    @classmethod
+    def for_bbox(cls, level: Level, bbox: tuple[float, float, float, float]) -> CellExtent:
+        """The cells whose centres lie inside (west, south, east, north) degrees (may be empty)."""
+        west, south, east, north = bbox
+        x0, y1 = lonlat_to_mercator(np.array(west), np.array(south))
+        x1, y0 = lonlat_to_mercator(np.array(east), np.array(north))
+        size = level.cell_size
+        # Centre of column c is -HALF_WORLD + (c + 0.5) * size: solve for the first and last.
+        cx0 = math.ceil((float(x0) + HALF_WORLD) / size - 0.5)
+        cx1 = math.floor((float(x1) + HALF_WORLD) / size - 0.5) + 1
+        cy0 = math.ceil((HALF_WORLD - float(y0)) / size - 0.5)
+        cy1 = math.floor((HALF_WORLD - float(y1)) / size - 0.5) + 1
+        last = level.cells_per_side
+        cx0, cy0 = max(cx0, 0), max(cy0, 0)
+        return cls(level, cx0, max(min(cx1, last), cx0), cy0, max(min(cy1, last), cy0))
 
     @property
     def shape(self) -> tuple[int, int]:
         """(rows, cols) of cells."""
         return self.cy1 - self.cy0, self.cx1 - self.cx0
 
+    @property
+    def size(self) -> int:
+        """Number of cells."""
+        rows, cols = self.shape
+        return rows * cols
+
     def chunks(self) -> list[tuple[int, int]]:
-        """(tx, ty) tiles at the level's tile zoom whose chunks hold these cells."""
+        """(tx, ty) tiles at the level's tile zoom whose chunks hold these cells, row by row."""
+        if self.size == 0:
+            return []
         n, last = self.level.n, (1 << self.level.tile_zoom) - 1
         tx0, tx1 = max(self.cx0 // n, 0), min((self.cx1 - 1) // n, last)
         ty0, ty1 = max(self.cy0 // n, 0), min((self.cy1 - 1) // n, last)
         return [(tx, ty) for ty in range(ty0, ty1 + 1) for tx in range(tx0, tx1 + 1)]
+
+    def intersection(self, other: CellExtent) -> CellExtent | None:
+        """The cells in both extents (None when they do not overlap)."""
+        cx0, cx1 = max(self.cx0, other.cx0), min(self.cx1, other.cx1)
+        cy0, cy1 = max(self.cy0, other.cy0), min(self.cy1, other.cy1)
+        if cx0 >= cx1 or cy0 >= cy1:
+            return None
+        return CellExtent(self.level, cx0, cx1, cy0, cy1)
+
+    def slices_in(self, outer: CellExtent) -> tuple[slice, slice]:
+        """(rows, cols) of this extent inside an array laid out over `outer` (which holds it)."""
+        return (
+            slice(self.cy0 - outer.cy0, self.cy1 - outer.cy0),
+            slice(self.cx0 - outer.cx0, self.cx1 - outer.cx0),
+        )
+
+    @property
+    def x(self) -> np.ndarray:
+        """EPSG:3857 x (m) of the column centres."""
+        return self.level.cell_centers_x(np.arange(self.cx0, self.cx1))
+
+    @property
+    def y(self) -> np.ndarray:
+        """EPSG:3857 y (m) of the row centres."""
+        return self.level.cell_centers_y(np.arange(self.cy0, self.cy1))
+
+    @property
+    def lon(self) -> np.ndarray:
+        """Longitude (deg) of the column centres."""
+        return self.level.cell_centers_lon(np.arange(self.cx0, self.cx1))
+
+    @property
+    def lat(self) -> np.ndarray:
+        """Latitude (deg) of the row centres."""
+        return self.level.cell_centers_lat(np.arange(self.cy0, self.cy1))
+
+
+@dataclass(frozen=True)
+class TileWindow(CellExtent):
+    """The cells one web tile needs from a level.
+
+    Cells [cx0, cx1) x [cy0, cy1) cover the tile (plus a margin of cells around it); `tile_span`
+    is how many cells the tile itself spans per side (a fraction when a cell is magnified);
+    `offset` is the tile's north-west corner in cell units relative to (cx0, cy0).
+    """
+
+    tile_span: float = 1.0
+    offset_x: float = 0.0
+    offset_y: float = 0.0
 
 
 def tile_window(level: Level, x: int, y: int, z: int, margin: int = 0) -> TileWindow:

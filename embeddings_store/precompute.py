@@ -20,9 +20,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from embeddings_store.grid import WORLD, Level
+from embeddings_store.cells import Cells
+from embeddings_store.fusion import fuse
+from embeddings_store.grid import WORLD, CellExtent, Level
 from embeddings_store.region import Region
-from embeddings_store.store import EmbeddingStore, StoreError
+from embeddings_store.store import EmbeddingStore
+from model.errors import StoreError
+from model.inference import inference_precision, use_bf16
+from model.metadata import Metadata
 
 # A footprint is read at the model's native tile size, then resized to its input size, as the
 # reference's zoom transform (crop zoom*tile px, resize to tile) followed by the eval transform.
@@ -58,12 +63,8 @@ class PrecomputeSpec:
         return torch.device(self.device)
 
     def use_bf16(self) -> bool:
-        """Whether inference runs under bf16 autocast."""
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if self.precision == "auto":
-            return self.resolved_device().type == "cuda"
-        return self.precision == "bf16"
+        """Whether inference runs under bf16 autocast (the one policy of `model.inference`)."""
+        return use_bf16(self.resolved_device(), self.precision)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class ChunkResult:
     valid: np.ndarray
     mu0: np.ndarray | None = None
     c0: np.ndarray | None = None
+    u0: np.ndarray | None = None
 
 
 def default_levels(
@@ -168,41 +170,33 @@ class ChunkComputer:
         stacked = torch.stack(images) if images else torch.zeros(0, 3, self.input_px, self.input_px)
         return valid, stacked
 
-    @torch.inference_mode()
-    def compute(self, level: Level, valid: np.ndarray, images: torch.Tensor) -> ChunkResult:
-        """Embed the valid cells of a chunk in fixed-size batches (row-major order)."""
-        from model.scoring import variance_sum
-
+    def compute(self, level: Level, tx: int, ty: int, valid: np.ndarray, images: torch.Tensor
+                ) -> ChunkResult:  # fmt: skip
+        """Embed the valid cells of a chunk in fixed-size batches (row-major order); with
+        `with_fused`, also fuse them with every metadata component masked (mu0/c0/u0)."""
         n, d = level.n, self.model.config.embed_dim
         h = np.zeros((n * n, d), dtype=np.float32)
-        mu0 = np.zeros((n * n, d), dtype=np.float32) if self.spec.with_fused else None
-        c0 = np.zeros(n * n, dtype=np.float32) if self.spec.with_fused else None
         idx = np.flatnonzero(valid.ravel())
-        amp = self.spec.use_bf16()
-        for start in range(0, len(idx), self.spec.batch_size):
-            sel = idx[start : start + self.spec.batch_size]
-            x = images[start : start + len(sel)].to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
-                hb = self.model.encode_image(x, float(level.psm_zoom))
-                if mu0 is not None:
-                    g = self.model.fuse(hb, None)
-            h[sel] = hb.float().cpu().numpy()
-            if mu0 is not None and c0 is not None:
-                mu0[sel] = g.mu.float().cpu().numpy()
-                c0[sel] = variance_sum(g.logvar.float()).cpu().numpy()
-        shape3 = (n, n, d)
-        return ChunkResult(
-            h.reshape(shape3),
-            valid,
-            None if mu0 is None else mu0.reshape(shape3),
-            None if c0 is None else c0.reshape(n, n),
-        )
+        with inference_precision(self.device, self.spec.precision):
+            for start in range(0, len(idx), self.spec.batch_size):
+                sel = idx[start : start + self.spec.batch_size]
+                x = images[start : start + len(sel)].to(self.device)
+                h[sel] = self.model.encode_image(x, float(level.psm_zoom)).float().cpu().numpy()
+        res = ChunkResult(h.reshape(n, n, d), valid)
+        if self.spec.with_fused:
+            # From the full-precision h (the store keeps float16): the most exact no-metadata map.
+            cells = Cells(CellExtent.chunk(level, tx, ty), res.h, valid)
+            fused = fuse(self.model, cells, Metadata.none(), self.spec.precision)
+            res.mu0 = fused.aug[:, :-1].reshape(n, n, d)
+            res.c0 = fused.variance.reshape(n, n)
+            res.u0 = fused.unc.reshape(n, n)
+        return res
 
     def run_chunk(self, store: EmbeddingStore, level: Level, tx: int, ty: int) -> int:
         """Compute and write one chunk; returns the number of valid cells."""
         valid, images = self.load(level, tx, ty)
-        res = self.compute(level, valid, images)
-        store.write_chunk(level.psm_zoom, tx, ty, res.h, res.valid, res.mu0, res.c0)
+        res = self.compute(level, tx, ty, valid, images)
+        store.write_chunk(level.psm_zoom, tx, ty, res.h, res.valid, res.mu0, res.c0, res.u0)
         return int(res.valid.sum())
 
     def submit_load(self, level: Level, tx: int, ty: int) -> Future:
@@ -312,8 +306,8 @@ def _run_local(
         valid, images = pending.result()
         # Read the next chunk's imagery while the model works on this one.
         pending = computer.submit_load(*todo[i + 1]) if i + 1 < len(todo) else None
-        res = computer.compute(lv, valid, images)
-        store.write_chunk(lv.psm_zoom, tx, ty, res.h, res.valid, res.mu0, res.c0)
+        res = computer.compute(lv, tx, ty, valid, images)
+        store.write_chunk(lv.psm_zoom, tx, ty, res.h, res.valid, res.mu0, res.c0, res.u0)
         valid_cells += int(res.valid.sum())
         bar.update(lv.n * lv.n)
         if on_chunk:

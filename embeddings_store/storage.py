@@ -14,9 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-
-class StorageAccessError(OSError):
-    """An object store that cannot be reached or read (endpoint, credentials, permissions)."""
+from model.errors import StorageAccessError
 
 
 def is_url(location: str | Path) -> bool:

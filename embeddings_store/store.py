@@ -1,10 +1,11 @@
-"""The embedding store: Zarr v3 (readable with xarray), one group per level (DESIGN §4).
+"""The embedding store: Zarr v3 (readable with xarray), one group per level.
 
-Per level group `psm{z}`:
+Per level group `psm{z}` (docs/ARCHITECTURE.md, "The store"):
   h      (y, x, d) float16  pre-fusion image embedding h_i of each cell
   valid  (y, x)    bool     imagery present
-  mu0    (y, x, d) float16  optional: fused mean with every metadata component masked
+  mu0    (y, x, d) float16  optional: fused unit mean with every metadata component masked
   c0     (y, x)    float32  optional: sum exp(logvar) of that fused embedding
+  u0     (y, x)    float32  optional: ||sigma||_1 of that fused embedding (its uncertainty)
   done   (ty, tx)  uint8    1 once a chunk is completely written (the resume marker)
   x, y, lon, lat            cell-centre coordinates (Web Mercator metres and degrees)
 Chunks are one XYZ tile at the level's tile zoom, so a web tile reads one chunk or a handful.
@@ -27,19 +28,18 @@ from typing import Any
 import numpy as np
 import zarr
 
-from embeddings_store.grid import Level, TileWindow, tiles_for_bbox
+from embeddings_store.cells import Cells
+from embeddings_store.grid import CellExtent, Level, tiles_for_bbox
 from embeddings_store.storage import is_url, local_path, store_exists
+from model.errors import StoreError, StoreMismatchError
 
-SCHEMA_VERSION = 1
-CODE_VERSION = "0.1.0"
+# 2: u0 (the no-metadata uncertainty) joined mu0/c0.
+SCHEMA_VERSION = 2
+CODE_VERSION = "0.2.0"
+# Per-cell arrays that `with_fused` stores add: name -> (dtype, one vector per cell?).
+PRECOMPUTED = {"mu0": ("float16", True), "c0": ("float32", False), "u0": ("float32", False)}
 
-
-class StoreError(ValueError):
-    """A store that cannot be opened or written as asked."""
-
-
-class StoreMismatchError(StoreError):
-    """A store built for another model, schema, region or level set."""
+__all__ = ["EmbeddingStore", "LevelExtent", "StoreError", "StoreMismatchError"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,16 @@ class LevelExtent:
         """(rows, cols) of cells."""
         n = self.level.n
         return (self.ty1 - self.ty0 + 1) * n, (self.tx1 - self.tx0 + 1) * n
+
+    @property
+    def cells(self) -> CellExtent:
+        """Every cell the level's arrays hold."""
+        rows, cols = self.shape
+        return CellExtent(self.level, self.cx0, self.cx0 + cols, self.cy0, self.cy0 + rows)
+
+    def holds_chunk(self, tx: int, ty: int) -> bool:
+        """Whether chunk (tx, ty) is one of the store's."""
+        return self.tx0 <= tx <= self.tx1 and self.ty0 <= ty <= self.ty1
 
     def tiles(self) -> Iterator[tuple[int, int]]:
         """Every (tx, ty) chunk tile, row by row."""
@@ -103,18 +113,6 @@ class LevelExtent:
         """The tiles at the level's tile zoom that cover a lon/lat bbox."""
         tx0, tx1, ty0, ty1 = tiles_for_bbox(bbox, level.tile_zoom)
         return cls(level, tx0, tx1, ty0, ty1)
-
-
-@dataclass
-class Window:
-    """Cells read for a tile window; rows/cols outside the store are invalid."""
-
-    h: np.ndarray  # (rows, cols, D) float32
-    valid: np.ndarray  # (rows, cols) bool
-    lat: np.ndarray  # (rows,)
-    lon: np.ndarray  # (cols,)
-    mu0: np.ndarray | None = None  # (rows, cols, D) float32
-    c0: np.ndarray | None = None  # (rows, cols) float32
 
 
 def _zarr_location(location: str | Path) -> str:
@@ -227,10 +225,12 @@ class EmbeddingStore:
         attrs = dict(root.attrs)
         version = attrs.get("schema_version")
         if version != SCHEMA_VERSION:
+            source = (attrs.get("imagery") or {}).get("source") or "<imagery>"
             raise StoreMismatchError(
                 f"{location} has store schema {version!r}; this code reads schema "
-                f"{SCHEMA_VERSION}. "
-                f"Rebuild it with `soundscape precompute --overwrite`."
+                f"{SCHEMA_VERSION}: rebuild it with `soundscape precompute --imagery {source} "
+                f"--checkpoint <checkpoint> --store {location} --overwrite` (the demo store "
+                f"rebuilds itself: `soundscape demo`)"
             )
         if expect_model_id is not None and attrs.get("model_id") != expect_model_id:
             raise StoreMismatchError(
@@ -255,7 +255,7 @@ class EmbeddingStore:
 
     @property
     def with_fused(self) -> bool:
-        """Whether mu0/c0 (no-metadata fused embeddings) are stored."""
+        """Whether mu0/c0/u0 (the no-metadata fused embeddings) are stored."""
         return bool(self.attrs.get("with_fused"))
 
     @property
@@ -284,13 +284,16 @@ class EmbeddingStore:
         return arr  # type: ignore[return-value]
 
     # -- writing ----------------------------------------------------------------------------
-    def _chunk_slices(self, psm_zoom: int, tx: int, ty: int) -> tuple[slice, slice]:
-        ext = self.extent(psm_zoom)
-        if not (ext.tx0 <= tx <= ext.tx1 and ext.ty0 <= ty <= ext.ty1):
-            raise StoreError(f"tile {tx},{ty} is outside level psm{psm_zoom}'s extent")
-        n = ext.level.n
-        r0, c0 = (ty - ext.ty0) * n, (tx - ext.tx0) * n
-        return slice(r0, r0 + n), slice(c0, c0 + n)
+    def _slices(self, extent: CellExtent) -> tuple[CellExtent, tuple[slice, slice]] | None:
+        """The part of `extent` the level's arrays hold and its array slices (None if none).
+
+        The only place where cells become array indices, for reading and writing alike.
+        """
+        held = self.extent(extent.level.psm_zoom)
+        if held.level != extent.level:
+            raise StoreError(f"level {extent.level} is not the store's level {held.level}")
+        inside = extent.intersection(held.cells)
+        return None if inside is None else (inside, inside.slices_in(held.cells))
 
     def write_chunk(
         self,
@@ -301,14 +304,19 @@ class EmbeddingStore:
         valid: np.ndarray,
         mu0: np.ndarray | None = None,
         c0: np.ndarray | None = None,
+        u0: np.ndarray | None = None,
     ) -> None:
         """Write one chunk's cells, then mark it done (the marker is the last write)."""
-        rows, cols = self._chunk_slices(psm_zoom, tx, ty)
-        n, d = self.extent(psm_zoom).level.n, self.embed_dim
+        ext = self.extent(psm_zoom)
+        if not ext.holds_chunk(tx, ty):
+            raise StoreError(f"tile {tx},{ty} is outside level psm{psm_zoom}'s extent")
+        _, (rows, cols) = self._slices(CellExtent.chunk(ext.level, tx, ty))  # type: ignore[misc]
+        n, d = ext.level.n, self.embed_dim
         if h.shape != (n, n, d) or valid.shape != (n, n):
             raise StoreError(f"chunk shapes {h.shape}/{valid.shape} do not fit ({n}, {n}, {d})")
-        if self.with_fused and (mu0 is None or c0 is None):
-            raise StoreError("this store keeps fused no-metadata embeddings: pass mu0 and c0")
+        fused = {"mu0": mu0, "c0": c0, "u0": u0}
+        if self.with_fused and any(v is None for v in fused.values()):
+            raise StoreError("this store keeps fused no-metadata embeddings: pass mu0, c0 and u0")
         valid = valid.astype(bool)
         # Invalid cells are stored as zeros so the bytes do not depend on what the imagery
         # reader left in uncovered pixels.
@@ -316,12 +324,12 @@ class EmbeddingStore:
             np.float16
         )
         self.array(psm_zoom, "valid")[rows, cols] = valid
-        if self.with_fused and mu0 is not None and c0 is not None:
-            self.array(psm_zoom, "mu0")[rows, cols, :] = np.where(valid[..., None], mu0, 0).astype(
-                np.float16
-            )
-            self.array(psm_zoom, "c0")[rows, cols] = np.where(valid, c0, 0).astype(np.float32)
-        ext = self.extent(psm_zoom)
+        if self.with_fused:
+            for name, (dtype, vector) in PRECOMPUTED.items():
+                mask = valid[..., None] if vector else valid
+                values = np.where(mask, fused[name], 0).astype(dtype)
+                index = (rows, cols, slice(None)) if vector else (rows, cols)
+                self.array(psm_zoom, name)[index] = values
         self.array(psm_zoom, "done")[ty - ext.ty0, tx - ext.tx0] = 1
 
     def done_mask(self, psm_zoom: int) -> np.ndarray:
@@ -339,42 +347,32 @@ class EmbeddingStore:
         return all(self.done_mask(z).all() for z in self.extents)
 
     # -- reading ----------------------------------------------------------------------------
-    def read_chunk(self, psm_zoom: int, tx: int, ty: int) -> tuple[np.ndarray, np.ndarray]:
-        """(h float16 (n, n, D), valid (n, n)) of one chunk."""
-        rows, cols = self._chunk_slices(psm_zoom, tx, ty)
-        return (
-            np.asarray(self.array(psm_zoom, "h")[rows, cols, :]),
-            np.asarray(self.array(psm_zoom, "valid")[rows, cols]),
-        )
+    def read_cells(self, extent: CellExtent, precomputed: bool = False) -> Cells:
+        """The cells of `extent` (h as stored: float16); cells the store lacks are invalid zeros.
 
-    def read_window(self, window: TileWindow, fused: bool = False) -> Window:
-        """The cells of a tile window as float32; cells outside the store are invalid zeros."""
-        lv = window.level
-        ext = self.extent(lv.psm_zoom)
-        if ext.level != lv:
-            raise StoreError(f"window level {lv} is not the store's level {ext.level}")
-        rows, cols = window.shape
-        d = self.embed_dim
-        h = np.zeros((rows, cols, d), dtype=np.float32)
-        valid = np.zeros((rows, cols), dtype=bool)
-        want_fused = fused and self.with_fused
-        mu0 = np.zeros((rows, cols, d), dtype=np.float32) if want_fused else None
-        c0 = np.zeros((rows, cols), dtype=np.float32) if want_fused else None
-        n_rows, n_cols = ext.shape
-        # Intersect the window with the stored array (array coords = global cells - origin).
-        r0, r1 = max(window.cy0 - ext.cy0, 0), min(window.cy1 - ext.cy0, n_rows)
-        c0_, c1 = max(window.cx0 - ext.cx0, 0), min(window.cx1 - ext.cx0, n_cols)
-        if r0 < r1 and c0_ < c1:
-            dst_r = slice(r0 + ext.cy0 - window.cy0, r1 + ext.cy0 - window.cy0)
-            dst_c = slice(c0_ + ext.cx0 - window.cx0, c1 + ext.cx0 - window.cx0)
-            h[dst_r, dst_c] = self.array(lv.psm_zoom, "h")[r0:r1, c0_:c1, :]
-            valid[dst_r, dst_c] = self.array(lv.psm_zoom, "valid")[r0:r1, c0_:c1]
-            if want_fused:
-                mu0[dst_r, dst_c] = self.array(lv.psm_zoom, "mu0")[r0:r1, c0_:c1, :]  # type: ignore[index]
-                c0[dst_r, dst_c] = self.array(lv.psm_zoom, "c0")[r0:r1, c0_:c1]  # type: ignore[index]
-        cy = np.arange(window.cy0, window.cy1)
-        cx = np.arange(window.cx0, window.cx1)
-        return Window(h, valid, lv.cell_centers_lat(cy), lv.cell_centers_lon(cx), mu0, c0)
+        With `precomputed`, a store that keeps them also returns mu0/c0/u0.
+        """
+        lv = extent.level
+        part = self._slices(extent)
+        with_fused = precomputed and self.with_fused
+        names = ["h", "valid", *(PRECOMPUTED if with_fused else ())]
+        if part is not None and part[0].shape == extent.shape:  # wholly inside: no padding copy
+            rows, cols = part[1]
+            arrays = {name: np.asarray(self.array(lv.psm_zoom, name)[rows, cols]) for name in names}
+            return Cells(extent, **arrays)
+        shape = extent.shape
+        vector = {"h": True, "valid": False} | {k: v[1] for k, v in PRECOMPUTED.items()}
+        dtypes = {"h": np.float16, "valid": bool} | {k: v[0] for k, v in PRECOMPUTED.items()}
+        arrays = {
+            name: np.zeros((*shape, self.embed_dim) if vector[name] else shape, dtypes[name])
+            for name in names
+        }
+        if part is not None:
+            inside, (rows, cols) = part
+            dst = inside.slices_in(extent)
+            for name in names:
+                arrays[name][dst] = self.array(lv.psm_zoom, name)[rows, cols]
+        return Cells(extent, **arrays)
 
     def to_xarray(self, psm_zoom: int):  # -> xarray.Dataset
         """The level as an xarray Dataset (lazy, dask-backed), local or on object storage."""
@@ -399,7 +397,7 @@ def _create_level(root: zarr.Group, ext: LevelExtent, dim: int, with_fused: bool
     # name -> (dtype, fill, per-cell vector?) ; the schema of DESIGN §4 as data
     variables = {"h": ("float16", 0, True), "valid": ("bool", False, False)}
     if with_fused:
-        variables |= {"mu0": ("float16", 0, True), "c0": ("float32", 0, False)}
+        variables |= {name: (dtype, 0, vector) for name, (dtype, vector) in PRECOMPUTED.items()}
     for name, (dtype, fill, vector) in variables.items():
         g.create_array(
             name,

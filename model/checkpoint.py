@@ -19,15 +19,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from model.config import ModelConfig
+from model.errors import CheckpointError
 
 if TYPE_CHECKING:  # PSM pulls in transformers (seconds): only loading needs it, not read_header
     from model.psm import PSM
 
 FORMAT = "psm-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or does not match its model."""
 
 
 def model_id_for(config: ModelConfig, state: dict[str, torch.Tensor]) -> str:

@@ -9,10 +9,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from model.errors import ConfigError
+
 # Reference vocabularies (psm-reference.md §3.1); indices are baked into released checkpoints.
 AUDIO_SOURCES: dict[str, int] = {"yfcc": 0, "inat": 1, "aporee": 2, "freesound": 3}
 CAPTION_SOURCES: dict[str, int] = {"meta": 0, "qwen": 1, "pengi": 2}
 METADATA_COMPONENTS: tuple[str, ...] = ("asource", "tsource", "latlong", "month", "time")
+# Inference precision: auto = bf16 autocast on CUDA, fp32 on CPU (model.inference).
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 
 class _Strict(BaseModel):
@@ -133,10 +137,6 @@ class ModelConfig(_Strict):
         data = self.model_dump(mode="python")
         data.update(changes)
         return ModelConfig.model_validate(data)
-
-
-class ConfigError(ValueError):
-    """A config name or file that cannot be used."""
 
 
 def available_configs() -> list[str]:

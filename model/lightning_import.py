@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import sys
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -461,12 +460,8 @@ def run_import(args: argparse.Namespace) -> int:
     """`soundscape import-checkpoint`: convert a Lightning .ckpt to a .safetensors checkpoint."""
     ckpt = Path(args.ckpt)
     out = Path(args.out) if args.out else ckpt.with_suffix(".safetensors")
-    try:
-        model = import_lightning_checkpoint(ckpt, args.config)
-        mid = save_checkpoint(model, out)
-    except (ValueError, OSError) as exc:
-        print(f"soundscape import-checkpoint: error: {exc}", file=sys.stderr)
-        return 2
+    model = import_lightning_checkpoint(ckpt, args.config)
+    mid = save_checkpoint(model, out)
     cfg = model.config
     metadata = "_".join(cfg.fusion.components) if cfg.fusion else "none"
     print(

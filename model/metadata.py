@@ -1,11 +1,14 @@
-"""Metadata encodings (location, month, hour, sources) and metadata dropping.
+"""Metadata: the query-time value object, its encodings (location, month, hour, sources) and
+metadata dropping.
 
 Encodings follow the reference code exactly, oddities included: hour uses 2*pi*h/23 (so hours 0
-and 23 coincide) and latitude pi*lat/90 (so both poles coincide) — psm-reference.md §3.1.
+and 23 coincide) and latitude pi*lat/90 (so both poles coincide) — docs/ARCHITECTURE.md,
+"Numerics that follow the reference".
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -57,6 +60,70 @@ def source_index(name: str, vocabulary: Mapping[str, int]) -> int:
     if key not in lowered:
         raise ValueError(f"unknown source {name!r}; expected one of {sorted(vocabulary)}")
     return lowered[key]
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """What a user asks a map to be conditioned on; None (or location=False) masks a component.
+
+    Sources are vocabulary names (`ModelConfig.audio_sources` / `caption_sources`); the location
+    is not a value but a switch, because each cell fuses its own centre.
+    """
+
+    month: int | None = None
+    hour: int | None = None
+    asource: str | None = None
+    tsource: str | None = None
+    location: bool = True
+
+    def __post_init__(self) -> None:
+        if self.month is not None and not 1 <= self.month <= 12:
+            raise ValueError(f"month must be in 1..12, got {self.month}")
+        if self.hour is not None and not 0 <= self.hour <= 23:
+            raise ValueError(f"hour must be in 0..23, got {self.hour}")
+
+    @classmethod
+    def none(cls) -> Metadata:
+        """Every component masked: the fuser sees only CLS and h_i."""
+        return cls(location=False)
+
+    @property
+    def masked(self) -> bool:
+        """Every component masked (what a store's precomputed mu0/c0/u0 were fused under)."""
+        return self == Metadata.none()
+
+    def key(self) -> str:
+        """Canonical text of every field, for cache keys and file names."""
+
+        def part(v: object) -> str:
+            return "-" if v is None else str(v)
+
+        return (
+            f"m{part(self.month)}h{part(self.hour)}a{part(self.asource)}"
+            f"t{part(self.tsource)}l{int(self.location)}"
+        )
+
+    def replace(self, **changes: object) -> Metadata:
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def encode(
+        self,
+        lat: ArrayLike,
+        lon: ArrayLike,
+        audio_sources: Mapping[str, int] = AUDIO_SOURCES,
+        caption_sources: Mapping[str, int] = CAPTION_SOURCES,
+    ) -> MetadataBatch:
+        """The metadata of B cells at (lat, lon), encoded with the model's source vocabularies."""
+        return make_metadata(
+            lat,
+            lon,
+            month=self.month,
+            hour=self.hour,
+            asource=None if self.asource is None else source_index(self.asource, audio_sources),
+            tsource=None if self.tsource is None else source_index(self.tsource, caption_sources),
+            use_location=self.location,
+        )
 
 
 @dataclass

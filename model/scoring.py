@@ -6,9 +6,16 @@ scoring many cells against one query is one matrix-vector product plus per-cell 
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
+
+_QUERY_HEADER = struct.Struct("<4sBIdd")  # magic, kind, D, c, uncertainty
+_QUERY_MAGIC = b"SQE1"
+_QUERY_KINDS = {"text": 0, "audio": 1}
 
 
 def variance_sum(logvar: Tensor) -> Tensor:
@@ -76,3 +83,43 @@ def match_probability(score: Tensor | np.ndarray, negative_scale: float, shift: 
         return torch.sigmoid(negative_scale * score + shift)
     z = negative_scale * np.asarray(score, dtype=np.float64) + shift
     return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class QueryEmbedding:
+    """A query's Gaussian embedding reduced to what scoring needs: unit mean, c, ||sigma||_1."""
+
+    kind: str
+    mu: np.ndarray  # (D,) float32, unit norm
+    c: float  # sum exp(logvar)
+    uncertainty: float  # ||sigma||_1
+
+    @classmethod
+    def from_gaussian(cls, kind: str, mu: Tensor, logvar: Tensor, row: int = 0) -> QueryEmbedding:
+        """One row of a model output (a GaussianEmbedding's mu and logvar)."""
+        return cls(
+            kind,
+            mu[row].float().cpu().numpy().astype(np.float32),
+            float(variance_sum(logvar.float())[row]),
+            float(uncertainty(logvar.float())[row]),
+        )
+
+    def to_bytes(self) -> bytes:
+        """Raw header + float32 mean (cache values are bytes, never pickles)."""
+        mu = np.ascontiguousarray(self.mu, dtype=np.float32)
+        kind = _QUERY_KINDS[self.kind]
+        return _QUERY_HEADER.pack(_QUERY_MAGIC, kind, mu.shape[0], self.c, self.uncertainty) + (
+            mu.tobytes()
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> QueryEmbedding:
+        """Inverse of `to_bytes`; ValueError on foreign bytes."""
+        if len(data) < _QUERY_HEADER.size:
+            raise ValueError("not a query embedding")
+        magic, kind, dim, c, unc = _QUERY_HEADER.unpack_from(data)
+        names = {v: k for k, v in _QUERY_KINDS.items()}
+        if magic != _QUERY_MAGIC or kind not in names or len(data) != _QUERY_HEADER.size + 4 * dim:
+            raise ValueError("not a query embedding")
+        mu = np.frombuffer(data, dtype=np.float32, offset=_QUERY_HEADER.size, count=dim)
+        return cls(names[kind], mu, float(c), float(unc))

@@ -238,7 +238,7 @@ def bench_service(args: argparse.Namespace, workdir: Path) -> tuple[dict, Server
 
 
 def build_similarity_store(checkpoint: str, path: Path, cells: int, dim_hint: int | None) -> str:
-    """A store of random cells (with mu0/c0) for the checkpoint's model: >= `cells` cells."""
+    """A store of random cells (with mu0/c0/u0) for the checkpoint's model: >= `cells` cells."""
     from model.checkpoint import read_header
 
     meta = read_header(checkpoint)
@@ -267,7 +267,8 @@ def build_similarity_store(checkpoint: str, path: Path, cells: int, dim_hint: in
         mu = rng.normal(size=(n, n, dim)).astype(np.float32)
         mu /= np.linalg.norm(mu, axis=-1, keepdims=True)
         c0 = rng.uniform(0.5, 2.0, size=(n, n)).astype(np.float32)
-        store.write_chunk(1, tx, ty, h, np.ones((n, n), bool), mu, c0)
+        u0 = rng.uniform(5.0, 15.0, size=(n, n)).astype(np.float32)
+        store.write_chunk(1, tx, ty, h, np.ones((n, n), bool), mu, c0, u0)
     return str(path)
 
 
@@ -310,9 +311,9 @@ def write_heatmap_cog(args: argparse.Namespace, path: Path) -> tuple[float, floa
     from affine import Affine
 
     from model.checkpoint import load_checkpoint
+    from model.metadata import Metadata
     from server.cache import LRUCache, TieredCache
     from server.engine import Engine
-    from server.fused import Metadata
     from server.queries import QueryRegistry
 
     model = load_checkpoint(args.checkpoint)
@@ -324,13 +325,8 @@ def write_heatmap_cog(args: argparse.Namespace, path: Path) -> tuple[float, floa
     level = max(store.levels, key=lambda lv: lv.cell_zoom)
     ext = store.extent(level.psm_zoom)
     rows, cols = ext.shape
-    grid = np.full((rows, cols), np.nan, np.float32)
-    n = level.n
-    for tx, ty in ext.tiles():
-        chunk = engine.scoring_chunk(level, tx, ty, meta)
-        v = np.where(chunk.valid, engine.chunk_scores(chunk, q), np.nan).reshape(n, n)
-        r, c = (ty - ext.ty0) * n, (tx - ext.tx0) * n
-        grid[r : r + n, c : c + n] = v
+    # The same numbers the tiles draw: the scoring core over the whole level.
+    grid = engine.scores(q, meta, level, ext.cells, ("score",))["score"].values
     lo, hi = engine.value_range(meta, q)
     size = level.cell_size
     x0 = -WORLD / 2 + ext.cx0 * size

@@ -7,15 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from server.audio import AudioError
-from server.engine import OutOfRange
-from server.executor import Overloaded
+from model.errors import BusyError, RateLimitedError, SoundscapeError
+from server.errors import add_error_handlers
 from server.logs import configure_logging
-from server.middleware import BodyTooLarge, ServiceMiddleware, content_security_policy
+from server.middleware import ServiceMiddleware, content_security_policy
 from server.service import Service, build_service
 from server.settings import Settings
 from server.web import default_web_dir, mount_web
@@ -25,7 +23,7 @@ log = logging.getLogger("soundscape.app")
 
 def create_app(settings: Settings | None = None, service: Service | None = None) -> FastAPI:
     """Build the app for a loaded service (loads one from `settings` when not given)."""
-    from server.api import build_router
+    from server.factory import SoundscapeFactory
 
     settings = settings or Settings()
     configure_logging(settings.log_json)
@@ -44,8 +42,13 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         lifespan=lifespan,
     )
     app.state.svc = svc
-    app.include_router(build_router(svc))
-    _add_error_handlers(app, svc)
+    app.include_router(SoundscapeFactory(svc).router)
+
+    def count_rejection(exc: SoundscapeError) -> None:
+        if isinstance(exc, BusyError | RateLimitedError):
+            svc.metrics.rejected.labels("busy" if isinstance(exc, BusyError) else "rate").inc()
+
+    add_error_handlers(app, count_rejection)
     mount_web(app, Path(settings.web_dir) if settings.web_dir else default_web_dir())
     if settings.cors_origins:
         app.add_middleware(
@@ -61,30 +64,6 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         csp=content_security_policy(settings.csp_image_origin()),
     )
     return app
-
-
-def _add_error_handlers(app: FastAPI, svc: Service) -> None:
-    async def out_of_range(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    async def overloaded(request: Request, exc: Exception) -> JSONResponse:
-        svc.metrics.rejected.labels("busy").inc()
-        retry = exc.retry_after_s if isinstance(exc, Overloaded) else 1
-        return JSONResponse(
-            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(retry)}
-        )
-
-    async def bad_audio(request: Request, exc: Exception) -> JSONResponse:
-        status = exc.status if isinstance(exc, AudioError) else 422
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-
-    async def too_large(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=413, headers={"Connection": "close"})
-
-    app.add_exception_handler(OutOfRange, out_of_range)
-    app.add_exception_handler(Overloaded, overloaded)
-    app.add_exception_handler(AudioError, bad_audio)
-    app.add_exception_handler(BodyTooLarge, too_large)
 
 
 def make_app() -> FastAPI:

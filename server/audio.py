@@ -12,18 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 
+from model.errors import AudioError, AudioFormatError, AudioTooLargeError
+
 # libsndfile's format name for each container we sniff.
 FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
 # Decode in blocks so a header claiming a tiny length cannot make us allocate a huge array.
 BLOCK_FRAMES = 1 << 16
-
-
-class AudioError(ValueError):
-    """An upload that is not acceptable audio; `status` is the HTTP status to answer with."""
-
-    def __init__(self, message: str, status: int = 422) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,7 @@ class DecodedAudio:
 
 
 def sniff(data: bytes) -> str:
-    """Container from magic bytes: wav, flac, ogg or mp3; AudioError(415) otherwise."""
+    """Container from magic bytes: wav, flac, ogg or mp3; AudioFormatError otherwise."""
     if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return "wav"
     if data[:4] == b"fLaC":
@@ -54,8 +48,8 @@ def sniff(data: bytes) -> str:
         return "ogg"
     if data[:3] == b"ID3" or (len(data) >= 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0):
         return "mp3"
-    raise AudioError(
-        "unsupported or unrecognised audio: upload WAV, FLAC, OGG (Vorbis/Opus) or MP3", 415
+    raise AudioFormatError(
+        "unsupported or unrecognised audio: upload WAV, FLAC, OGG (Vorbis/Opus) or MP3"
     )
 
 
@@ -70,17 +64,16 @@ def decode_audio(data: bytes, limits: AudioLimits) -> DecodedAudio:
         raise AudioError(f"cannot read the {container} header (corrupt or truncated file)") from exc
     with handle as f:
         if f.format != FORMATS[container]:
-            raise AudioError(
-                f"the file starts like {container} but decodes as {f.format}: refused", 415
+            raise AudioFormatError(
+                f"the file starts like {container} but decodes as {f.format}: refused"
             )
         _check_header(f.channels, f.samplerate, limits)
         max_frames = int(limits.max_seconds * f.samplerate)
         declared = f.frames if 0 < f.frames < 2**62 else None
         if declared is not None and declared > max_frames:
-            raise AudioError(
+            raise AudioTooLargeError(
                 f"audio is {declared / f.samplerate:.1f} s long; the limit is "
-                f"{limits.max_seconds:g} s",
-                413,
+                f"{limits.max_seconds:g} s"
             )
         samples = _read_blocks(f, max_frames)
     if samples.shape[0] == 0:
@@ -130,10 +123,9 @@ def _read_blocks(f: sf.SoundFile, max_frames: int) -> np.ndarray:
                 break
             total += block.shape[0]
             if total > max_frames:
-                raise AudioError(
+                raise AudioTooLargeError(
                     f"audio decodes to more than {max_frames / f.samplerate:g} s; the limit is "
-                    f"{max_frames / f.samplerate:g} s",
-                    413,
+                    f"{max_frames / f.samplerate:g} s"
                 )
             blocks.append(block)
     except (sf.LibsndfileError, RuntimeError) as exc:

@@ -65,8 +65,8 @@ class LRUCache:
         return len(self._data)
 
 
-class CacheUnavailable(Exception):
-    """Internal signal: the Redis tier could not answer (treated as a miss)."""
+class _RedisDown(Exception):
+    """Internal signal, never raised past the cache: Redis could not answer (a miss)."""
 
 
 class RedisCache:
@@ -102,14 +102,14 @@ class RedisCache:
             self._error_logged = True
 
     def get(self, key: str) -> bytes | None:
-        """Value or None; CacheUnavailable when Redis fails (or is paused: None)."""
+        """Value or None; _RedisDown when Redis fails (or is paused: None)."""
         if not self.available:
             return None
         try:
             value = self._client.get(key)
         except Exception as exc:  # any redis/socket error: degrade, never fail
             self._failed(exc)
-            raise CacheUnavailable from exc
+            raise _RedisDown from exc
         self._error_logged = False
         return value if isinstance(value, bytes) else None
 
@@ -140,13 +140,6 @@ class RedisCache:
             self._client.delete(f"lock:{key}")
         except Exception as exc:
             self._failed(exc)
-
-    def ping(self) -> bool:
-        """Whether Redis answers now."""
-        try:
-            return bool(self._client.ping())
-        except Exception:
-            return False
 
 
 class SingleFlight:
@@ -204,7 +197,7 @@ class TieredCache:
         if self.redis is not None:
             try:
                 value = self.redis.get(key)
-            except CacheUnavailable:
+            except _RedisDown:
                 self._observe("redis", "error")
                 return None, "miss"
             self._observe("redis", "hit" if value is not None else "miss")
@@ -262,7 +255,7 @@ class TieredCache:
             time.sleep(LOCK_POLL_S)
             try:
                 value = self.redis.get(key)
-            except CacheUnavailable:
+            except _RedisDown:
                 return None
             if value is not None:
                 self.lru.set(key, value)

@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-# Errors from bad input or the environment (missing files, full disk, unreachable hosts):
-# reported as one clear line, never a traceback.
+# Errors from bad input or the environment (missing files, full disk, unreachable hosts) are
+# reported as one line, never a traceback; the exit code follows model.errors.exit_code.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
 
 
@@ -33,15 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a subcommand; user errors print `soundscape: error: ...` and exit 2."""
+    """Run a subcommand; an error prints `soundscape COMMAND: error: ...` (one line) and exits
+    2 for bad input or usage, 1 for a failure at run time."""
+    from model.errors import SoundscapeError, exit_code, one_line
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"soundscape {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except (SoundscapeError, *USER_ERRORS) as exc:
+        print(f"soundscape {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

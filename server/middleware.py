@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from model.errors import TooLargeError
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -15,10 +17,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("soundscape.access")
-
-
-class BodyTooLarge(Exception):
-    """A request body beyond the cap (answered with 413)."""
 
 
 def content_security_policy(basemap_origin: str | None) -> str:
@@ -59,7 +57,7 @@ class ServiceMiddleware:
             if message["type"] == "http.request":
                 received["n"] += len(message.get("body", b""))
                 if received["n"] > self.max_body:
-                    raise BodyTooLarge(f"request body larger than {self.max_body} bytes")
+                    raise TooLargeError(f"request body larger than {self.max_body} bytes")
             return message
 
         async def wrapped_send(message: Message) -> None:

@@ -4,32 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import re
-import struct
 import threading
 import unicodedata
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from model.scoring import uncertainty, variance_sum
+from model.errors import InputError
+from model.scoring import QueryEmbedding
 from server.audio import AudioLimits, decode_audio
 from server.cache import TieredCache
 
 MAX_TEXT_CHARS = 256
-QUERY_ID = re.compile(r"^(txt|aud)-[0-9a-f]{24}$")
-_HEADER = struct.Struct("<4sBIdd")  # magic, kind, D, c, uncertainty
-_MAGIC = b"SQE1"
-_KINDS = {"text": 0, "audio": 1}
+QUERY_ID_PATTERN = r"^(txt|aud)-[0-9a-f]{24}$"
+QUERY_ID = re.compile(QUERY_ID_PATTERN)
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, trimmed, whitespace runs collapsed to one space; ValueError if empty or too long."""
+    """NFKC, trimmed, whitespace runs collapsed to one space; InputError if empty or too long."""
     norm = " ".join(unicodedata.normalize("NFKC", text).split())
     if not norm:
-        raise ValueError("the query text is empty")
+        raise InputError("the query text is empty")
     if len(norm) > MAX_TEXT_CHARS:
-        raise ValueError(f"the query text is {len(norm)} characters; at most {MAX_TEXT_CHARS}")
+        raise InputError(f"the query text is {len(norm)} characters; at most {MAX_TEXT_CHARS}")
     return norm
 
 
@@ -49,42 +46,6 @@ def audio_query_id(model_id: str, samples: np.ndarray, sample_rate: int) -> str:
 def is_query_id(value: str) -> bool:
     """Whether a string has the shape of a query id (else it is query text)."""
     return bool(QUERY_ID.match(value))
-
-
-@dataclass(frozen=True)
-class QueryEmbedding:
-    """A query's Gaussian embedding reduced to what scoring needs."""
-
-    kind: str
-    mu: np.ndarray  # (D,) float32, unit norm
-    c: float  # sum exp(logvar)
-    uncertainty: float  # ||sigma||_1
-
-    def to_bytes(self) -> bytes:
-        """Raw header + float32 mean (never pickle)."""
-        mu = np.ascontiguousarray(self.mu, dtype=np.float32)
-        head = _HEADER.pack(_MAGIC, _KINDS[self.kind], mu.shape[0], self.c, self.uncertainty)
-        return head + mu.tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> QueryEmbedding:
-        """Inverse of `to_bytes`; ValueError on foreign bytes."""
-        magic, kind, dim, c, unc = _HEADER.unpack_from(data)
-        if magic != _MAGIC or len(data) != _HEADER.size + 4 * dim:
-            raise ValueError("not a query embedding")
-        mu = np.frombuffer(data, dtype=np.float32, offset=_HEADER.size, count=dim)
-        names = {v: k for k, v in _KINDS.items()}
-        return cls(names[kind], mu, float(c), float(unc))
-
-
-def from_gaussian(kind: str, mu: torch.Tensor, logvar: torch.Tensor) -> QueryEmbedding:
-    """Row 0 of a model output as a QueryEmbedding."""
-    return QueryEmbedding(
-        kind,
-        mu[0].float().cpu().numpy().astype(np.float32),
-        float(variance_sum(logvar.float())[0]),
-        float(uncertainty(logvar.float())[0]),
-    )
 
 
 class QueryRegistry:
@@ -119,7 +80,7 @@ class QueryRegistry:
         def embed() -> bytes:
             with torch.inference_mode():
                 g = self.model.embed_texts([norm])
-            return from_gaussian("text", g.mu, g.logvar).to_bytes()
+            return QueryEmbedding.from_gaussian("text", g.mu, g.logvar).to_bytes()
 
         data, _ = self.cache.get_or_compute(self._key(qid), embed)
         return qid, QueryEmbedding.from_bytes(data)
@@ -135,7 +96,7 @@ class QueryRegistry:
             with self._audio_lock, torch.inference_mode():
                 g = self.model.embed_audio([wave if wave.shape[0] > 1 else wave[0]],
                                            audio.sample_rate)  # fmt: skip
-            return from_gaussian("audio", g.mu, g.logvar).to_bytes()
+            return QueryEmbedding.from_gaussian("audio", g.mu, g.logvar).to_bytes()
 
         value, _ = self.cache.get_or_compute(self._key(qid), embed)
         return qid, QueryEmbedding.from_bytes(value)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 
 
@@ -63,11 +62,12 @@ def serve(
 
     import uvicorn
 
-    from server.service import DemoMissingError, resolve_paths
+    from model.errors import InputError
+    from server.service import resolve_paths
     from server.settings import Settings
 
     if workers < 1:
-        raise ValueError("--workers must be at least 1")
+        raise InputError("--workers must be at least 1")
     env = {
         "SOUNDSCAPE_STORE": store,
         "SOUNDSCAPE_CHECKPOINT": checkpoint,
@@ -77,11 +77,7 @@ def serve(
     }
     # Settings travel to every worker process through the environment.
     os.environ.update({k: v for k, v in env.items() if v is not None})
-    try:
-        store, checkpoint = resolve_paths(Settings())
-    except DemoMissingError as exc:
-        print(f"soundscape serve: {exc}", file=sys.stderr)
-        return 2
+    store, checkpoint = resolve_paths(Settings())
     # Check both here, so a missing file or a store of another model is one clear line, not a
     # traceback from every worker.
     from embeddings_store.store import EmbeddingStore

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from embeddings_store.store import EmbeddingStore
+from model.errors import MissingResourceError
 from server.audio import AudioLimits
 from server.cache import LRUCache, RedisCache, TieredCache
 from server.engine import Engine
@@ -23,12 +24,8 @@ from server.tiles import TileService, imagery_spec
 log = logging.getLogger("soundscape.service")
 
 
-class DemoMissingError(FileNotFoundError):
-    """No --store/--checkpoint given and the demo files are not built yet."""
-
-
 def resolve_paths(settings: Settings) -> tuple[str, str]:
-    """(store, checkpoint): the settings', else the demo's (DemoMissingError if not built)."""
+    """(store, checkpoint): the settings', else the demo's (MissingResourceError if not built)."""
     if settings.store and settings.checkpoint:
         return settings.store, settings.checkpoint
     from model.demo_world.paths import demo_paths
@@ -38,7 +35,7 @@ def resolve_paths(settings: Settings) -> tuple[str, str]:
     checkpoint = settings.checkpoint or str(demo.checkpoint)
     missing = [p for p in (store, checkpoint) if "://" not in p and not Path(p).exists()]
     if missing:
-        raise DemoMissingError(
+        raise MissingResourceError(
             f"the demo model/store is not built ({', '.join(missing)} missing): run "
             f"`soundscape demo` first, or pass --store and --checkpoint"
         )
@@ -60,7 +57,6 @@ class Service:
     metrics: Metrics
     limiter: RateLimiter
     audio_limits: AudioLimits
-    started: float
     ready_s: float
 
     @property
@@ -83,25 +79,18 @@ def build_service(settings: Settings) -> Service:
     device = settings.resolved_device()
     model = load_checkpoint(ckpt_path, device=device)
     store = EmbeddingStore.open(store_path, expect_model_id=model.model_id)
-    metrics_holder: list[Metrics] = []
-
-    def observe(tier: str, outcome: str) -> None:
-        if metrics_holder:
-            metrics_holder[0].observe_cache(tier, outcome)
-
+    metrics = Metrics()
     redis = None
     if settings.redis_url:
         redis = RedisCache(
             settings.redis_url, settings.redis_timeout_s, settings.redis_retry_s,
             settings.redis_ttl_s,
         )  # fmt: skip
-    cache = TieredCache(LRUCache(settings.lru_mb << 20), redis, observe)
+    cache = TieredCache(LRUCache(settings.lru_mb << 20), redis, metrics.observe_cache)
     engine = Engine(
         model, store, cache, settings.range_max_cells, settings.gallery_mb,
         settings.similarity_backend,
     )  # fmt: skip
-    metrics = Metrics()
-    metrics_holder.append(metrics)
     executor = BoundedExecutor(
         settings.workers_threads,
         settings.queue_limit,
@@ -115,14 +104,13 @@ def build_service(settings: Settings) -> Service:
         cache=cache,
         engine=engine,
         registry=QueryRegistry(model, model.model_id, cache),
-        tiles=TileService(engine, imagery_spec(store.attrs)),
+        tiles=TileService(engine, cache, imagery_spec(store.attrs)),
         executor=executor,
         metrics=metrics,
         limiter=RateLimiter(settings.rate_limit_per_min, settings.rate_burst),
         audio_limits=AudioLimits(
             settings.max_audio_s, settings.max_channels, settings.max_sample_rate
         ),
-        started=started,
         ready_s=time.monotonic() - started,
     )
     log.info(

@@ -14,25 +14,23 @@ from typing import Literal
 import mercantile
 import numpy as np
 
-from embeddings_store.grid import check_tile, tile_window
-from server.engine import Engine, OutOfRange
-from server.fused import Metadata
-from server.queries import QueryEmbedding
-from server.render import (
-    encode_png,
-    encode_rgb_png,
-    quantize,
-    transparent_png,
-    upsample,
-)
+from embeddings_store.grid import Level, check_tile, tile_window
+from model.errors import OutOfRangeError
+from model.metadata import Metadata
+from model.scoring import QueryEmbedding, match_probability
+from server.cache import TieredCache
+from server.engine import Engine
+from server.render import encode_png, encode_rgb_png, quantize, transparent_png, upsample
 
 Scale = Literal["relative", "probability"]
+SCALES: tuple[str, ...] = ("relative", "probability")
+DEFAULT_COLORMAP = {"heatmap": "viridis", "uncertainty": "cividis"}
 _RANGE = struct.Struct("<dd")
 
 
 @dataclass(frozen=True)
 class TileRequest:
-    """Everything that determines a heatmap or uncertainty tile."""
+    """Everything that determines a heatmap or uncertainty tile (`level`: the user's choice)."""
 
     z: int
     x: int
@@ -40,10 +38,10 @@ class TileRequest:
     meta: Metadata
     level: int | None = None
     scale: Scale = "relative"
-    colormap: str = "viridis"
+    colormap: str = DEFAULT_COLORMAP["heatmap"]
 
     def key(self) -> str:
-        """Cache-key fragment."""
+        """Cache-key fragment naming every parameter."""
         return (
             f"{self.z}/{self.x}/{self.y}:{self.meta.key()}:L{self.level or '-'}:"
             f"{self.scale}:{self.colormap}"
@@ -51,24 +49,23 @@ class TileRequest:
 
 
 class TileService:
-    """Renders and caches tiles; every method is blocking (run it in the executor)."""
+    """Renders and caches tiles; every method but `address` is blocking (use the executor)."""
 
-    def __init__(self, engine: Engine, imagery_spec: str | None) -> None:
+    def __init__(self, engine: Engine, cache: TieredCache, imagery_spec: str | None) -> None:
         self.engine = engine
-        self.cache = engine.cache
+        self.cache = cache
         self.imagery_spec = imagery_spec
         self._imagery = None
         self._imagery_lock = threading.Lock()
 
-    def check(self, z: int, x: int, y: int) -> None:
-        """OutOfRange for a tile outside the pyramid or the store's zoom range."""
+    def address(self, z: int, x: int, y: int, psm_zoom: int | None = None) -> Level:
+        """The level that serves tile z/x/y (the user's PSM zoom if given): OutOfRangeError for
+        a tile outside the pyramid, the store's zoom range or that level's zooms."""
         try:
             check_tile(x, y, z)
         except ValueError as exc:
-            raise OutOfRange(str(exc)) from exc
-        lo, hi = self.engine.zoom_range
-        if not lo <= z <= hi:
-            raise OutOfRange(f"zoom {z} is outside this store's zoom range {lo}..{hi}")
+            raise OutOfRangeError(str(exc)) from exc
+        return self.engine.level_for_tile(z, psm_zoom)
 
     # -- keys ---------------------------------------------------------------------------------
     def heatmap_key(self, query_id: str, req: TileRequest) -> str:
@@ -98,46 +95,49 @@ class TileService:
         return lo, hi
 
     # -- tiles --------------------------------------------------------------------------------
-    def render(self, req: TileRequest, query_id: str | None, query: QueryEmbedding | None) -> bytes:
-        """PNG of a heatmap tile (or an uncertainty tile when `query` is None), uncached."""
-        self.check(req.z, req.x, req.y)
-        level = self.engine.level_for_tile(req.z, req.level)
+    def render(
+        self, req: TileRequest, level: Level, query_id: str | None, query: QueryEmbedding | None
+    ) -> bytes:
+        """PNG of a heatmap tile (an uncertainty tile when `query` is None), uncached."""
         window = tile_window(level, req.x, req.y, req.z, margin=1)
-        if not any(self.engine.in_extent(level, tx, ty) for tx, ty in window.chunks()):
+        if not self.engine.holds_any(window):
             return transparent_png()
-        cells = self.engine.window_values(window, req.meta, query)
-        if not cells.valid.any():
+        name = "uncertainty" if query is None else "score"
+        values = self.engine.scores(query, req.meta, level, window, (name,))[name].values
+        valid = np.isfinite(values)
+        if not valid.any():
             return transparent_png()
-        values, mask = upsample(window, cells.values, cells.valid)
+        pixels, mask = upsample(window, values, valid)
         if req.scale == "probability" and query is not None:
-            t = self.engine.probability(values)
+            t = match_probability(pixels, *self.engine.model.match_parameters())
         else:
             lo, hi = self.value_range(query_id, query, req.meta, req.scale)
-            t = (values - lo) / (hi - lo)
+            t = (pixels - lo) / (hi - lo)
         return encode_png(quantize(t, mask), req.colormap)
 
-    def heatmap(self, query_id: str, query: QueryEmbedding, req: TileRequest) -> tuple[bytes, str]:
+    def heatmap(
+        self, query_id: str, query: QueryEmbedding, req: TileRequest, level: Level
+    ) -> tuple[bytes, str]:
         """(PNG, cache outcome) of a heatmap tile."""
         return self.cache.get_or_compute(
-            self.heatmap_key(query_id, req), lambda: self.render(req, query_id, query)
+            self.heatmap_key(query_id, req), lambda: self.render(req, level, query_id, query)
         )
 
-    def uncertainty(self, req: TileRequest) -> tuple[bytes, str]:
+    def uncertainty(self, req: TileRequest, level: Level) -> tuple[bytes, str]:
         """(PNG, cache outcome) of an uncertainty tile."""
         return self.cache.get_or_compute(
-            self.uncertainty_key(req), lambda: self.render(req, None, None)
+            self.uncertainty_key(req), lambda: self.render(req, level, None, None)
         )
 
     def imagery(self, z: int, x: int, y: int) -> tuple[bytes, str]:
         """(PNG, cache outcome) of a base-map tile rendered from the store's imagery."""
-        self.check(z, x, y)
         return self.cache.get_or_compute(
             self.imagery_key(z, x, y), lambda: self._render_imagery(z, x, y)
         )
 
     def _render_imagery(self, z: int, x: int, y: int) -> bytes:
         if self.imagery_spec is None:
-            raise OutOfRange("this store records no imagery source")
+            raise OutOfRangeError("this store records no imagery source")
         with self._imagery_lock:
             if self._imagery is None:
                 from embeddings_store.imagery import open_imagery
@@ -145,7 +145,7 @@ class TileService:
                 try:
                     self._imagery = open_imagery(self.imagery_spec)
                 except ValueError as exc:
-                    raise OutOfRange(f"the store's imagery cannot be opened: {exc}") from exc
+                    raise OutOfRangeError(f"the store's imagery cannot be opened: {exc}") from exc
         b = mercantile.xy_bounds(x, y, z)
         rgb, coverage = self._imagery.read((b.left, b.bottom, b.right, b.top), 256)
         if coverage == 0:

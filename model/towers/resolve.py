@@ -6,8 +6,10 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from model.errors import MissingResourceError
 
-class PretrainedNotFoundError(FileNotFoundError):
+
+class PretrainedNotFoundError(MissingResourceError):
     """Pretrained weights that are not on this machine."""
 
 

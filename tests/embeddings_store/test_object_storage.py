@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings_store.grid import Level, tile_window
+from embeddings_store.grid import CellExtent, Level, tile_window
 from embeddings_store.precompute import PrecomputeSpec, precompute
 from embeddings_store.region import Region
 from embeddings_store.storage import StorageAccessError, parse_storage_options, store_exists
@@ -260,7 +260,7 @@ def test_killed_and_resumed_s3_run_equals_a_local_run(
     for name in ("model_id", "levels", "bounds", "imagery", "embed_dim", "with_fused"):
         assert remote.attrs[name] == local.attrs[name]
     for lv in LEVELS:
-        for name in ("h", "valid", "mu0", "c0"):
+        for name in ("h", "valid", "mu0", "c0", "u0"):
             a = np.asarray(remote.array(lv.psm_zoom, name)[:])
             b = np.asarray(local.array(lv.psm_zoom, name)[:])
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (lv, name)
@@ -283,9 +283,10 @@ def test_windows_and_xarray_read_from_s3(s3_store, s3_endpoint, local_reference)
             tile_window(lv, ext.tx1 + 5, ext.ty0, z),  # wholly outside the store
         )
         for window in windows:
-            got = remote.read_window(window, fused=True)
-            want = local.read_window(window, fused=True)
-            for name in ("h", "valid", "mu0", "c0", "lat", "lon"):
+            got = remote.read_cells(window, precomputed=True)
+            want = local.read_cells(window, precomputed=True)
+            assert got.precomputed and got.extent == want.extent
+            for name in ("h", "valid", "mu0", "c0", "u0"):
                 np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
         ds_remote, ds_local = remote.to_xarray(lv.psm_zoom), local.to_xarray(lv.psm_zoom)
         assert set(ds_remote.data_vars) == set(ds_local.data_vars)
@@ -303,9 +304,9 @@ def test_open_by_environment_alone_as_the_service_does(
     remote = EmbeddingStore.open(s3_store, expect_model_id=local.model_id)
     lv = LEVELS[0]
     ext = remote.extent(lv.psm_zoom)
-    h, valid = remote.read_chunk(lv.psm_zoom, ext.tx0, ext.ty0)
-    want_h, want_valid = local.read_chunk(lv.psm_zoom, ext.tx0, ext.ty0)
-    assert h.tobytes() == want_h.tobytes() and (valid == want_valid).all()
+    chunk = CellExtent.chunk(lv, ext.tx0, ext.ty0)
+    got, want = remote.read_cells(chunk), local.read_cells(chunk)
+    assert got.h.tobytes() == want.h.tobytes() and (got.valid == want.valid).all()
 
 
 def test_a_file_url_is_a_local_store(local_reference):
@@ -358,7 +359,8 @@ def test_overwrite_on_s3_leaves_no_chunk_of_the_old_store(s3_endpoint, s3_client
     # Creation writes the coordinate arrays; no cell or done-marker chunk may survive.
     assert not [k for k in keys if any(f"/{a}/c/" in k for a in ("h", "valid", "done"))], keys
     reopened = EmbeddingStore.open(url, storage_options=opts, expect_model_id="new-model")
-    h, valid = reopened.read_chunk(1, tx, ty)
+    cells = reopened.read_cells(CellExtent.chunk(reopened.extent(1).level, tx, ty))
+    h, valid = cells.h, cells.valid
     assert not valid.any() and not h.any()
 
 
@@ -388,7 +390,7 @@ def test_dask_cluster_writes_straight_to_s3(
     remote = EmbeddingStore.open(url, storage_options=options(s3_endpoint))
     local = EmbeddingStore.open(local_reference)
     assert remote.is_complete() and remote.extent(psm5.psm_zoom) == local.extent(psm5.psm_zoom)
-    for name in ("h", "valid", "mu0", "c0"):
+    for name in ("h", "valid", "mu0", "c0", "u0"):
         a = np.asarray(remote.array(psm5.psm_zoom, name)[:])
         b = np.asarray(local.array(psm5.psm_zoom, name)[:])
         assert a.tobytes() == b.tobytes(), name

@@ -14,7 +14,7 @@ import pytest
 import zarr
 
 from embeddings_store import store as store_mod
-from embeddings_store.grid import Level, TileWindow, tile_window
+from embeddings_store.grid import CellExtent, Level, TileWindow, tile_window
 from embeddings_store.store import (
     CODE_VERSION,
     SCHEMA_VERSION,
@@ -43,10 +43,16 @@ def make(path: Path, **overrides: Any) -> EmbeddingStore:
     return EmbeddingStore.create(path, **kwargs)
 
 
+def read_chunk(store: EmbeddingStore, psm_zoom: int, tx: int, ty: int) -> tuple[np.ndarray, ...]:
+    """(h, valid) of one chunk, through the store's one reader."""
+    cells = store.read_cells(CellExtent.chunk(store.extent(psm_zoom).level, tx, ty))
+    return cells.h, cells.valid
+
+
 def chunk_data(
     level: Level, tx: int, ty: int, salt: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Deterministic (h, valid, mu0, c0) for one chunk; invalid cells hold garbage."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Deterministic (h, valid, mu0, c0, u0) for one chunk; invalid cells hold garbage."""
     rng = np.random.default_rng([level.psm_zoom, tx, ty, salt])
     n = level.n
     h = rng.normal(size=(n, n, D)).astype(np.float32)
@@ -57,13 +63,14 @@ def chunk_data(
     mu0 = rng.normal(size=(n, n, D)).astype(np.float32)
     mu0[~valid] = 1e4
     c0 = rng.random((n, n)).astype(np.float32) + 0.5
-    return h, valid, mu0, c0
+    u0 = rng.random((n, n)).astype(np.float32) + 3.0
+    return h, valid, mu0, c0, u0
 
 
 def write(store: EmbeddingStore, psm_zoom: int, tx: int, ty: int, salt: int = 0) -> None:
-    h, valid, mu0, c0 = chunk_data(store.extent(psm_zoom).level, tx, ty, salt)
+    h, valid, mu0, c0, u0 = chunk_data(store.extent(psm_zoom).level, tx, ty, salt)
     if store.with_fused:
-        store.write_chunk(psm_zoom, tx, ty, h, valid, mu0=mu0, c0=c0)
+        store.write_chunk(psm_zoom, tx, ty, h, valid, mu0=mu0, c0=c0, u0=u0)
     else:
         store.write_chunk(psm_zoom, tx, ty, h, valid)
 
@@ -171,13 +178,14 @@ def test_level_arrays(tmp_path: Path, with_fused: bool) -> None:
                 (rows, cols, D),
                 (n, n, D),
             )
-            assert (g["c0"].dtype, g["c0"].shape, g["c0"].chunks) == (
-                np.float32,
-                (rows, cols),
-                (n, n),
-            )
+            for name in ("c0", "u0"):
+                assert (g[name].dtype, g[name].shape, g[name].chunks) == (
+                    np.float32,
+                    (rows, cols),
+                    (n, n),
+                )
         else:
-            assert "mu0" not in g and "c0" not in g
+            assert "mu0" not in g and "c0" not in g and "u0" not in g
         cy = np.arange(ext.cy0, ext.cy0 + rows)
         cx = np.arange(ext.cx0, ext.cx0 + cols)
         np.testing.assert_array_equal(g["y"][:], level.cell_centers_y(cy))
@@ -200,7 +208,7 @@ def test_to_xarray(tmp_path: Path) -> None:
         assert ds["h"].dims == ("y", "x", "d")
         assert ds["valid"].dims == ("y", "x")
         assert ds["mu0"].dims == ("y", "x", "d")
-        assert ds["c0"].dims == ("y", "x")
+        assert ds["c0"].dims == ("y", "x") and ds["u0"].dims == ("y", "x")
         assert ds["done"].dims == ("ty", "tx")
         assert ds["h"].dtype == np.float16
         assert ds["mu0"].dtype == np.float16
@@ -223,7 +231,7 @@ def test_to_xarray(tmp_path: Path) -> None:
         np.testing.assert_array_equal(ds["lat"].values, level.cell_centers_lat(cy))
         np.testing.assert_array_equal(ds["lon"].values, level.cell_centers_lon(cx))
         # The data are the stored bytes, not masked or rescaled.
-        h, valid = store.read_chunk(level.psm_zoom, ext.tx0, ext.ty0)
+        h, valid = read_chunk(store, level.psm_zoom, ext.tx0, ext.ty0)
         np.testing.assert_array_equal(ds["h"][: level.n, : level.n].values, h)
         np.testing.assert_array_equal(ds["valid"][: level.n, : level.n].values, valid)
         assert bool(ds["done"].all())
@@ -241,8 +249,8 @@ def test_write_read_chunk_round_trip(tmp_path: Path) -> None:
     fill(store)
     for z, tx, ty in all_chunks(store):
         level = store.extent(z).level
-        h_in, valid_in, _, _ = chunk_data(level, tx, ty)
-        h, valid = store.read_chunk(z, tx, ty)
+        h_in, valid_in, *_ = chunk_data(level, tx, ty)
+        h, valid = read_chunk(store, z, tx, ty)
         assert h.dtype == np.float16 and h.shape == (level.n, level.n, D)
         assert valid.dtype == np.bool_
         np.testing.assert_array_equal(valid, valid_in)
@@ -253,22 +261,23 @@ def test_write_read_chunk_round_trip(tmp_path: Path) -> None:
     # The same through a fresh read-only handle.
     again = EmbeddingStore.open(tmp_path / "s.zarr")
     for z, tx, ty in all_chunks(store)[:3]:
-        for a, b in zip(again.read_chunk(z, tx, ty), store.read_chunk(z, tx, ty), strict=True):
+        for a, b in zip(read_chunk(again, z, tx, ty), read_chunk(store, z, tx, ty), strict=True):
             np.testing.assert_array_equal(a, b)
 
 
 def test_write_chunk_validates(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr")
     ext = store.extent(1)
-    h, valid, _, _ = chunk_data(ext.level, ext.tx0, ext.ty0)
+    h, valid, *_ = chunk_data(ext.level, ext.tx0, ext.ty0)
     with pytest.raises(StoreError, match="do not fit"):
         store.write_chunk(1, ext.tx0, ext.ty0, h[:, :, :-1], valid)
     with pytest.raises(StoreError, match="do not fit"):
         store.write_chunk(1, ext.tx0, ext.ty0, h, valid[:-1])
     with pytest.raises(StoreError, match="outside"):
         store.write_chunk(1, ext.tx1 + 1, ext.ty0, h, valid)
-    with pytest.raises(StoreError, match="outside"):
-        store.read_chunk(1, ext.tx0, ext.ty0 - 1)
+    # Reading is total: cells the store does not hold are invalid zeros.
+    h_out, valid_out = read_chunk(store, 1, ext.tx0, ext.ty0 - 1)
+    assert not valid_out.any() and not h_out.any() and h_out.shape == h.shape
     with pytest.raises(StoreError, match="no level"):
         store.write_chunk(2, ext.tx0, ext.ty0, h, valid)
     assert len(store.pending_tiles(1)) == ext.n_chunks()
@@ -314,13 +323,13 @@ def test_all_invalid_chunk(tmp_path: Path) -> None:
     ext = store.extent(3)
     h = np.full((4, 4, D), np.nan, dtype=np.float32)
     store.write_chunk(3, ext.tx0, ext.ty0, h, np.zeros((4, 4), dtype=bool))
-    h_out, valid = store.read_chunk(3, ext.tx0, ext.ty0)
+    h_out, valid = read_chunk(store, 3, ext.tx0, ext.ty0)
     assert not valid.any() and not h_out.any()
     assert (ext.tx0, ext.ty0) not in store.pending_tiles(3)
 
 
 # -- windows ----------------------------------------------------------------------------------
-Chunks = dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]
+Chunks = dict[tuple[int, int, int], tuple[np.ndarray, ...]]
 
 
 def expected_window(
@@ -330,7 +339,7 @@ def expected_window(
     level = win.level
     ext = store.extent(level.psm_zoom)
     rows, cols = win.shape
-    h = np.zeros((rows, cols, D), dtype=np.float32)
+    h = np.zeros((rows, cols, D), dtype=np.float16)
     valid = np.zeros((rows, cols), dtype=bool)
     for r in range(rows):
         for c in range(cols):
@@ -340,7 +349,7 @@ def expected_window(
                 continue
             key = (level.psm_zoom, tx, ty)
             if key not in cache:
-                cache[key] = store.read_chunk(*key)
+                cache[key] = read_chunk(store, *key)
             ch, cv = cache[key]
             h[r, c] = ch[cy - ty * level.n, cx - tx * level.n]
             valid[r, c] = cv[cy - ty * level.n, cx - tx * level.n]
@@ -348,19 +357,20 @@ def expected_window(
 
 
 def check_window(store: EmbeddingStore, win: TileWindow, cache: Chunks | None = None) -> None:
-    got = store.read_window(win)
+    got = store.read_cells(win)
     h, valid = expected_window(store, win, {} if cache is None else cache)
-    assert got.h.dtype == np.float32 and got.h.shape == (*win.shape, D)
+    assert got.h.dtype == np.float16 and got.h.shape == (*win.shape, D)
     assert got.valid.dtype == np.bool_ and got.valid.shape == win.shape
     np.testing.assert_array_equal(got.valid, valid)
     np.testing.assert_array_equal(got.h, h)
     level = win.level
-    np.testing.assert_array_equal(got.lat, level.cell_centers_lat(np.arange(win.cy0, win.cy1)))
-    np.testing.assert_array_equal(got.lon, level.cell_centers_lon(np.arange(win.cx0, win.cx1)))
-    assert got.mu0 is None and got.c0 is None
+    lat, lon = got.extent.lat, got.extent.lon
+    np.testing.assert_array_equal(lat, level.cell_centers_lat(np.arange(win.cy0, win.cy1)))
+    np.testing.assert_array_equal(lon, level.cell_centers_lon(np.arange(win.cx0, win.cx1)))
+    assert got.mu0 is None and got.c0 is None and got.u0 is None and not got.precomputed
 
 
-def test_read_window_inside_one_chunk(tmp_path: Path) -> None:
+def test_read_cells_inside_one_chunk(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr")
     fill(store)
     level = store.extent(1).level
@@ -369,26 +379,26 @@ def test_read_window_inside_one_chunk(tmp_path: Path) -> None:
     tx, ty = ext.tx0 + 1, ext.ty0 + 1
     win = tile_window(level, 2 * tx + 1, 2 * ty + 1, level.tile_zoom + 1)
     assert win.chunks() == [(tx, ty)] and win.shape == (2, 2)
-    got = store.read_window(win)
-    h, valid = store.read_chunk(1, tx, ty)
-    np.testing.assert_array_equal(got.h, h[2:, 2:].astype(np.float32))
+    got = store.read_cells(win)
+    h, valid = read_chunk(store, 1, tx, ty)
+    np.testing.assert_array_equal(got.h, h[2:, 2:])
     np.testing.assert_array_equal(got.valid, valid[2:, 2:])
     # A web tile at the chunk's own zoom is exactly the chunk.
-    got = store.read_window(tile_window(level, tx, ty, level.tile_zoom))
-    np.testing.assert_array_equal(got.h, h.astype(np.float32))
+    got = store.read_cells(tile_window(level, tx, ty, level.tile_zoom))
+    np.testing.assert_array_equal(got.h, h)
     np.testing.assert_array_equal(got.valid, valid)
     # A finer web tile reads the single cell that contains it.
     z = level.cell_zoom + 3
     x, y = (4 * tx + 1) * 8 + 5, (4 * ty + 3) * 8 + 2
     win = tile_window(level, x, y, z)
     assert (win.cx0, win.cy0, win.shape) == (4 * tx + 1, 4 * ty + 3, (1, 1))
-    got = store.read_window(win)
-    np.testing.assert_array_equal(got.h[0, 0], h[3, 1].astype(np.float32))
+    got = store.read_cells(win)
+    np.testing.assert_array_equal(got.h[0, 0], h[3, 1])
     assert got.valid[0, 0] == valid[3, 1]
     check_window(store, win)
 
 
-def test_read_window_spanning_chunks(tmp_path: Path) -> None:
+def test_read_cells_spanning_chunks(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr")
     fill(store)
     level, ext = store.extent(1).level, store.extent(1)
@@ -396,48 +406,48 @@ def test_read_window_spanning_chunks(tmp_path: Path) -> None:
     x, y = ext.tx0 // 2 + 1, ext.ty0 // 2 + 1
     win = tile_window(level, x, y, level.tile_zoom - 1)
     assert len(win.chunks()) == 4
-    got = store.read_window(win)
+    got = store.read_cells(win)
     for tx, ty in win.chunks():
-        h, valid = store.read_chunk(1, tx, ty)
+        h, valid = read_chunk(store, 1, tx, ty)
         r, c = (ty - win.cy0 // level.n) * level.n, (tx - win.cx0 // level.n) * level.n
         np.testing.assert_array_equal(got.h[r : r + level.n, c : c + level.n], h)
         np.testing.assert_array_equal(got.valid[r : r + level.n, c : c + level.n], valid)
     check_window(store, win)
 
 
-def test_read_window_partly_outside_and_margin(tmp_path: Path) -> None:
+def test_read_cells_partly_outside_and_margin(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr")
     fill(store)
     level, ext = store.extent(1).level, store.extent(1)
     # The north-west chunk with a margin: the margin's north and west cells are outside.
     win = tile_window(level, ext.tx0, ext.ty0, level.tile_zoom, margin=2)
-    got = store.read_window(win)
+    got = store.read_cells(win)
     assert got.h.shape == (level.n + 4, level.n + 4, D)
     assert not got.valid[:2].any() and not got.valid[:, :2].any()
     assert not got.h[:2].any() and not got.h[:, :2].any()
-    h, valid = store.read_chunk(1, ext.tx0, ext.ty0)
+    h, valid = read_chunk(store, 1, ext.tx0, ext.ty0)
     np.testing.assert_array_equal(got.h[2 : 2 + level.n, 2 : 2 + level.n], h)
     np.testing.assert_array_equal(got.valid[2 : 2 + level.n, 2 : 2 + level.n], valid)
     # The margin's east and south cells come from the neighbouring chunks.
-    east, _ = store.read_chunk(1, ext.tx0 + 1, ext.ty0)
+    east, _ = read_chunk(store, 1, ext.tx0 + 1, ext.ty0)
     np.testing.assert_array_equal(got.h[2 : 2 + level.n, -2:], east[:, :2])
     check_window(store, win)
     # A web tile straddling the store's west edge (tx0 is odd): half inside, half outside.
     assert ext.tx0 % 2 == 1
     win = tile_window(level, ext.tx0 // 2, ext.ty0 // 2 + 1, level.tile_zoom - 1)
-    got = store.read_window(win)
+    got = store.read_cells(win)
     inside = win.cx0 + np.arange(win.shape[1]) >= ext.cx0
     assert inside.any() and not inside.all()
     assert got.valid[:, inside].any() and not got.valid[:, ~inside].any()
     check_window(store, win)
     # A web tile far from the store: all invalid zeros.
     win = tile_window(level, 0, 0, 3, margin=1)
-    got = store.read_window(win)
+    got = store.read_cells(win)
     assert not got.valid.any() and not got.h.any()
     check_window(store, win)
 
 
-def test_read_window_every_tile_near_the_store(tmp_path: Path) -> None:
+def test_read_cells_every_tile_near_the_store(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr")
     fill(store)
     checked = 0
@@ -457,12 +467,12 @@ def test_read_window_every_tile_near_the_store(tmp_path: Path) -> None:
     assert checked > 100
 
 
-def test_read_window_refuses_foreign_level(tmp_path: Path) -> None:
+def test_read_cells_refuses_foreign_level(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr", levels=LEVELS[:2])
     with pytest.raises(StoreError, match="not the store's level"):
-        store.read_window(tile_window(Level(1, 6, 8), 32, 22, 6))
+        store.read_cells(tile_window(Level(1, 6, 8), 32, 22, 6))
     with pytest.raises(StoreError, match="no level for PSM zoom 5"):
-        store.read_window(tile_window(Level(5, 4, 4), 8, 5, 4))
+        store.read_cells(tile_window(Level(5, 4, 4), 8, 5, 4))
 
 
 # -- fused no-metadata embeddings -------------------------------------------------------------
@@ -470,34 +480,40 @@ def test_fused_store(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr", with_fused=True)
     assert store.with_fused and store.attrs["with_fused"] is True
     ext = store.extent(1)
-    h, valid, mu0, c0 = chunk_data(ext.level, ext.tx0, ext.ty0)
-    with pytest.raises(StoreError, match="mu0 and c0"):
+    h, valid, mu0, c0, u0 = chunk_data(ext.level, ext.tx0, ext.ty0)
+    with pytest.raises(StoreError, match="mu0, c0 and u0"):
         store.write_chunk(1, ext.tx0, ext.ty0, h, valid)
-    with pytest.raises(StoreError, match="mu0 and c0"):
-        store.write_chunk(1, ext.tx0, ext.ty0, h, valid, mu0=mu0)
+    with pytest.raises(StoreError, match="mu0, c0 and u0"):
+        store.write_chunk(1, ext.tx0, ext.ty0, h, valid, mu0=mu0, c0=c0)
     assert (ext.tx0, ext.ty0) in store.pending_tiles(1)  # a refused write is not marked done
     fill(store)
     assert store.is_complete()
     level = ext.level
     win = tile_window(level, ext.tx0, ext.ty0, level.tile_zoom, margin=1)
-    got = store.read_window(win, fused=True)
-    assert got.mu0 is not None and got.c0 is not None
-    assert got.mu0.dtype == np.float32 and got.mu0.shape == (*win.shape, D)
+    got = store.read_cells(win, precomputed=True)
+    assert got.mu0 is not None and got.c0 is not None and got.u0 is not None
+    assert got.precomputed
+    assert got.mu0.dtype == np.float16 and got.mu0.shape == (*win.shape, D)
     assert got.c0.dtype == np.float32 and got.c0.shape == win.shape
+    assert got.u0.dtype == np.float32 and got.u0.shape == win.shape
     inner = (slice(1, 1 + level.n), slice(1, 1 + level.n))
     np.testing.assert_array_equal(got.valid[inner], valid)
     np.testing.assert_array_equal(got.mu0[inner][valid], mu0[valid].astype(np.float16))
     np.testing.assert_array_equal(got.c0[inner][valid], c0[valid])
+    np.testing.assert_array_equal(got.u0[inner][valid], u0[valid])
     assert not got.mu0[inner][~valid].any() and not got.c0[inner][~valid].any()
+    assert not got.u0[inner][~valid].any()
     assert not got.mu0[0].any() and not got.c0[:, 0].any()  # outside the store
+    assert not got.u0[:, 0].any()
     # The margin's south-east cells come from the neighbouring chunk.
-    _, v2, mu2, c2 = chunk_data(level, ext.tx0 + 1, ext.ty0 + 1)
+    _, v2, mu2, c2, u2 = chunk_data(level, ext.tx0 + 1, ext.ty0 + 1)
     np.testing.assert_array_equal(got.c0[-1, -1], np.where(v2, c2, 0)[0, 0])
+    np.testing.assert_array_equal(got.u0[-1, -1], np.where(v2, u2, 0)[0, 0])
     np.testing.assert_array_equal(
         got.mu0[-1, -1], np.where(v2[..., None], mu2, 0)[0, 0].astype(np.float16)
     )
-    plain = store.read_window(win)
-    assert plain.mu0 is None and plain.c0 is None
+    plain = store.read_cells(win)
+    assert plain.mu0 is None and plain.c0 is None and plain.u0 is None
     np.testing.assert_array_equal(plain.h, got.h)
 
 
@@ -505,8 +521,8 @@ def test_unfused_store_ignores_fused_read(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr")
     fill(store)
     level = store.extent(3).level
-    got = store.read_window(tile_window(level, 15, 10, 5), fused=True)
-    assert got.mu0 is None and got.c0 is None
+    got = store.read_cells(tile_window(level, 15, 10, 5), precomputed=True)
+    assert got.mu0 is None and got.c0 is None and got.u0 is None
     assert got.valid.any()
 
 
@@ -524,8 +540,8 @@ def test_recreate_identical_resumes(tmp_path: Path) -> None:
     assert resumed.attrs["created"] == created
     assert {z: resumed.pending_tiles(z) for z in (1, 3, 5)} == before
     for z, tx, ty in chunks[:5]:
-        h, valid = resumed.read_chunk(z, tx, ty)
-        h_in, valid_in, _, _ = chunk_data(resumed.extent(z).level, tx, ty)
+        h, valid = read_chunk(resumed, z, tx, ty)
+        h_in, valid_in, *_ = chunk_data(resumed.extent(z).level, tx, ty)
         np.testing.assert_array_equal(valid, valid_in)
         np.testing.assert_array_equal(h[valid], h_in[valid].astype(np.float16))
     # Finishing the resumed job gives the same store as one uninterrupted run.
@@ -578,7 +594,7 @@ def test_overwrite_replaces(tmp_path: Path) -> None:
     assert new.pending_tiles(1) == list(new.extent(1).tiles())
     assert not any(name.startswith(("psm3", "psm5")) for name in files(path))
     assert not any("/mu0/" in name for name in files(path))
-    h, valid = new.read_chunk(1, new.extent(1).tx0, new.extent(1).ty0)
+    h, valid = read_chunk(new, 1, new.extent(1).tx0, new.extent(1).ty0)
     assert not h.any() and not valid.any()
     reopened = EmbeddingStore.open(path, expect_model_id="sha256:other")
     assert reopened.levels == LEVELS[:1]
@@ -684,7 +700,7 @@ def test_interrupted_chunk_stays_pending(tmp_path: Path) -> None:
     store = make(path)
     ext = store.extent(1)
     tx, ty = ext.tx0 + 1, ext.ty0
-    h, valid, _, _ = chunk_data(ext.level, tx, ty)
+    h, valid, *_ = chunk_data(ext.level, tx, ty)
     rows, cols = slice(0, 4), slice(4, 8)
     # Killed after the cells but before the done marker.
     store.array(1, "h")[rows, cols, :] = np.where(valid[..., None], h, 0).astype(np.float16)

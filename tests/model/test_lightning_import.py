@@ -578,11 +578,14 @@ def test_cli_handler_writes_loadable_checkpoint(tmp_path: Path, ckpt_path: Path,
     )
 
 
-def test_cli_handler_missing_input_exits_2(tmp_path: Path, capsys):
-    args = argparse.Namespace(ckpt=tmp_path / "absent.ckpt", config="test", out=None)
-    assert run_import(args) == 2
+def test_cli_missing_input_exits_2_in_one_line(tmp_path: Path, capsys):
+    from server.cli import main
+
+    assert main(["import-checkpoint", str(tmp_path / "absent.ckpt"), "--config", "test"]) == 2
     captured = capsys.readouterr()
-    assert "absent.ckpt" in captured.err and "does not exist" in captured.err
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("soundscape import-checkpoint: error: ")
+    assert "absent.ckpt" in err[0] and "does not exist" in err[0]
     assert captured.out == ""
 
 

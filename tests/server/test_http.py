@@ -139,13 +139,26 @@ def test_bad_metadata_is_422(client, text_query, query):
     assert "detail" in r.json()
 
 
-def test_unknown_query_id_is_404(client):
+def test_unknown_query_id_is_404_with_one_wording_on_every_route(client):
     x, y = tile_of(*CENTER, 8)
-    r = client.get(f"/tiles/txt-{'0' * 24}/8/{x}/{y}.png")
-    assert r.status_code == 404
-    assert client.get(f"/queries/aud-{'1' * 24}/tilejson.json").status_code == 404
-    r = client.post("/similarity", json={"query": {"id": "nope"}, "points": [[38, -101]]})
-    assert r.status_code == 404
+    qid = f"aud-{'1' * 24}"
+    answers = [
+        client.get(f"/tiles/{qid}/8/{x}/{y}.png"),
+        client.get(f"/queries/{qid}"),
+        client.get(f"/queries/{qid}/tilejson.json"),
+        client.get("/legend", params={"query": qid}),
+        client.post("/similarity", json={"query": {"id": qid}, "points": [[38, -101]]}),
+    ]
+    assert [r.status_code for r in answers] == [404] * len(answers)
+    want = f"unknown query id {qid!r}: register the query with POST /queries"
+    assert {r.json()["detail"] for r in answers} == {want}
+    # A string that is not shaped like an id is invalid input where only ids are accepted.
+    for r in (
+        client.get("/queries/nope"),
+        client.get("/queries/nope/tilejson.json"),
+        client.post("/similarity", json={"query": {"id": "nope"}, "points": [[38, -101]]}),
+    ):
+        assert r.status_code == 422, r.text
 
 
 def test_etag_304_and_headers(client, text_query):
@@ -396,7 +409,9 @@ def test_queries_can_be_looked_up_without_registering(client, text_query):
         r = client.get(f"/queries/{unknown}")
         assert r.status_code == 404 and "POST /queries" in r.json()["detail"]
     r = client.get("/queries/birds%20at%20dawn")
-    assert r.status_code == 422 and "not a query id" in r.json()["detail"]
+    assert r.status_code == 422 and "path query_id: String should match pattern" in (
+        r.json()["detail"]
+    )
 
 
 def test_page_and_health_answer_head_requests(client):

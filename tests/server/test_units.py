@@ -11,12 +11,15 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from embeddings_store.fusion import FusedCells
 from embeddings_store.grid import Level, tile_window
+from embeddings_store.scoring import BBox
+from model.errors import BusyError
+from model.metadata import Metadata
+from model.scoring import QueryEmbedding
 from server.cache import LRUCache, RedisCache, SingleFlight, TieredCache
-from server.executor import BoundedExecutor, Overloaded
-from server.fused import FusedChunk, Metadata
+from server.executor import BoundedExecutor
 from server.queries import (
-    QueryEmbedding,
     audio_query_id,
     is_query_id,
     normalize_text,
@@ -95,14 +98,14 @@ def test_byte_formats_round_trip_without_pickle():
     back = QueryEmbedding.from_bytes(q.to_bytes())
     assert back.kind == "audio" and back.c == 1.5 and np.array_equal(back.mu, q.mu)
     rng = np.random.default_rng(0)
-    chunk = FusedChunk(rng.normal(size=(4, 3)).astype(np.float32),
+    chunk = FusedCells(rng.normal(size=(4, 3)).astype(np.float32),
                        rng.random(4).astype(np.float32), np.array([1, 0, 1, 1], bool))  # fmt: skip
     data = chunk.to_bytes()
     assert b"pickle" not in data and not data.startswith(b"\x80")
-    again = FusedChunk.from_bytes(data)
+    again = FusedCells.from_bytes(data)
     assert np.array_equal(again.aug, chunk.aug) and np.array_equal(again.valid, chunk.valid)
     with pytest.raises(ValueError):
-        FusedChunk.from_bytes(b"SFC1" + data[4:-1])
+        FusedCells.from_bytes(b"SFC1" + data[4:-1])
     assert Metadata(3, None, "inat").key() != Metadata(3, None, "inat", location=False).key()
 
 
@@ -142,20 +145,11 @@ def test_bounded_executor_refuses_beyond_its_queue():
         second = asyncio.create_task(ex.run(gate.wait, 5))
         await asyncio.sleep(0.05)
         assert ex.depth == 2
-        with pytest.raises(Overloaded):
+        with pytest.raises(BusyError):
             await ex.run(time.sleep, 0)
         gate.set()
         await asyncio.gather(first, second)
         assert ex.depth == 0
-        calls = []
-
-        def once() -> int:
-            calls.append(1)
-            time.sleep(0.1)
-            return 3
-
-        results = await asyncio.gather(*(ex.run_once("k", once) for _ in range(5)))
-        assert results == [3] * 5 and len(calls) == 1
         ex.shutdown()
 
     asyncio.run(main())
@@ -292,7 +286,8 @@ def test_gallery_search_equals_chunk_search(app_factory, monkeypatch, backend, m
     _, query = registry.register_text("owls")
     meta = Metadata(location=False) if masked else Metadata(month=2, hour=3, asource="yfcc")
     level = engine.level(1)
-    for bbox in [(-104.0, 36.0, -99.0, 40.0), (-102.5, 37.2, -101.0, 38.1)]:
+    for box in [(-104.0, 36.0, -99.0, 40.0), (-102.5, 37.2, -101.0, 38.1)]:
+        bbox = BBox(*box)
         monkeypatch.setattr(engine_mod, "GALLERY_MIN_CHUNKS", 10_000)
         by_chunks = engine.top_k(query, meta, level, bbox, 7)
         monkeypatch.setattr(engine_mod, "GALLERY_MIN_CHUNKS", 0)

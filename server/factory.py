@@ -1,0 +1,451 @@
+"""The HTTP routes, as a factory (as titiler's TilerFactory): one class, one method per route
+family, thin handlers over the tile service, the engine and the query registry.
+
+Parameters come from `server.params` (declared once), bodies from `server.models`, and errors
+are raised as `model.errors` classes that `server.errors` turns into statuses. No `from
+__future__ import annotations`: FastAPI must see the locally built parameter types.
+"""
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from embeddings_store.scoring import BBox
+from model.errors import InputError, RateLimitedError, UnknownQueryError, UnsupportedMediaError
+from model.scoring import QueryEmbedding
+from server.errors import responses, validation_message
+from server.models import (
+    QueryOut,
+    SimilarityOut,
+    TextQuery,
+    similarity_request,
+    similarity_results,
+)
+from server.params import AnyColormap, build_params
+from server.queries import MAX_TEXT_CHARS, QUERY_ID_PATTERN, is_query_id, text_query_id
+from server.render import HEATMAP_COLORMAPS, UNCERTAINTY_COLORMAPS, palette
+from server.service import Service
+from server.tiles import DEFAULT_COLORMAP, SCALES, Scale, TileRequest
+
+QueryPath = Annotated[
+    str, Path(max_length=4 * MAX_TEXT_CHARS, description="query id, or URL-encoded query text")
+]
+QueryIdPath = Annotated[
+    str, Path(pattern=QUERY_ID_PATTERN, max_length=64, description="id from POST /queries")
+]
+TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "256 x 256 palette PNG"},
+    304: {"description": "not modified (If-None-Match)"},
+    **responses(404, 422, 503),
+}
+
+
+def etag_of(body: bytes) -> str:
+    """Strong ETag: a content hash."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """If-None-Match comparison (weak comparison, as RFC 9110 prescribes for it)."""
+    if header.strip() == "*":
+        return True
+    return etag in [t.strip().removeprefix("W/") for t in header.split(",")]
+
+
+def query_out(qid: str, emb: QueryEmbedding) -> QueryOut:
+    """The public description of a registered query."""
+    return QueryOut(
+        id=qid,
+        kind=emb.kind,
+        uncertainty=emb.uncertainty,
+        tiles=f"/tiles/{qid}/{{z}}/{{x}}/{{y}}.png",
+        tilejson=f"/queries/{qid}/tilejson.json",
+    )
+
+
+@dataclass
+class SoundscapeFactory:
+    """Every route of one loaded service, registered on `router`."""
+
+    svc: Service
+    router: APIRouter = field(default_factory=APIRouter)
+
+    def __post_init__(self) -> None:
+        cfg, engine = self.svc.model.config, self.svc.engine
+        self.params = build_params(
+            list(cfg.audio_sources), list(cfg.caption_sources),
+            [lv.psm_zoom for lv in engine.levels], engine.zoom_range,
+        )  # fmt: skip
+        self.register_routes()
+
+    def register_routes(self) -> None:
+        """Register every route family."""
+        self.tile_routes()
+        self.query_routes()
+        self.legend_route()
+        self.similarity_route()
+        self.info_route()
+        self.ops_routes()
+
+    # -- shared steps -------------------------------------------------------------------------
+    async def resolve(self, query: str) -> tuple[str, QueryEmbedding]:
+        """A query id or text -> (id, embedding); text is registered on first use."""
+        registry = self.svc.registry
+        if is_query_id(query):
+            emb = registry.lookup_local(query) or await self.svc.executor.run(
+                registry.lookup, query
+            )
+            if emb is None:
+                raise UnknownQueryError(query)
+            return query, emb
+        qid = text_query_id(self.svc.model_id, query)
+        emb = registry.lookup_local(qid)
+        if emb is not None:
+            return qid, emb
+        return await self.svc.executor.run(registry.register_text, query)
+
+    async def rate_limited(self, request: Request) -> None:
+        """Dependency of the POST routes: one token of the client's bucket."""
+        host = request.client.host if request.client else "-"
+        wait = self.svc.limiter.acquire(host)
+        if wait > 0:
+            raise RateLimitedError(self.svc.limiter.retry_after(wait))
+
+    async def png(
+        self, request: Request, kind: str, key: str, render: Callable[..., tuple[bytes, str]],
+        *args: Any,
+    ) -> Response:  # fmt: skip
+        """A cached PNG (an LRU hit answers on the event loop), with ETag and 304."""
+        t0 = time.perf_counter()
+        body = self.svc.cache.lru.get(key)
+        if body is not None:
+            self.svc.metrics.observe_cache("lru", "hit")
+            outcome = "lru"
+        else:
+            body, outcome = await self.svc.executor.run(render, *args)
+        etag = etag_of(body)
+        dur = (time.perf_counter() - t0) * 1000
+        headers = {
+            "ETag": etag,
+            "Cache-Control": f"public, max-age={self.svc.settings.cache_max_age_s}",
+            "Server-Timing": f'cache;desc="{outcome}", app;dur={dur:.2f}',
+        }
+        inm = request.headers.get("if-none-match")
+        if inm and etag_matches(inm, etag):
+            self.svc.metrics.tile_seconds.labels(kind, "304").observe(dur / 1000)
+            return Response(status_code=304, headers=headers)
+        self.svc.metrics.tile_seconds.labels(kind, outcome).observe(dur / 1000)
+        return Response(body, media_type="image/png", headers=headers)
+
+    # -- route families -----------------------------------------------------------------------
+    def tile_routes(self) -> None:
+        """Heatmap, uncertainty and imagery tiles."""
+        p, tiles = self.params, self.svc.tiles
+        Level = Annotated[p.psm_zoom | None, Query(description="PSM zoom (default: by web zoom)")]
+
+        @self.router.get(
+            "/tiles/{query}/{z}/{x}/{y}.png", response_class=Response, responses=TILE_RESPONSES,
+            summary="Heatmap tile of a query under metadata", tags=["tiles"],
+        )  # fmt: skip
+        async def heatmap_tile(
+            request: Request,
+            query: QueryPath,
+            tile: Annotated[p.tile, Depends()],
+            meta: Annotated[p.metadata, Depends()],
+            render: Annotated[p.heatmap_render, Depends()],
+            level: Level = None,
+        ) -> Response:
+            lv = tiles.address(tile.z, tile.x, tile.y, level)
+            qid, emb = await self.resolve(query)
+            req = TileRequest(tile.z, tile.x, tile.y, meta.metadata, level, render.scale,
+                              render.colormap.value)  # fmt: skip
+            key = tiles.heatmap_key(qid, req)
+            return await self.png(request, "heatmap", key, tiles.heatmap, qid, emb, req, lv)
+
+        @self.router.get(
+            "/uncertainty/{z}/{x}/{y}.png", response_class=Response, responses=TILE_RESPONSES,
+            summary="Uncertainty tile (||sigma||_1 of the fused image embedding)", tags=["tiles"],
+        )  # fmt: skip
+        async def uncertainty_tile(
+            request: Request,
+            tile: Annotated[p.tile, Depends()],
+            meta: Annotated[p.metadata, Depends()],
+            render: Annotated[p.uncertainty_render, Depends()],
+            level: Level = None,
+        ) -> Response:
+            lv = tiles.address(tile.z, tile.x, tile.y, level)
+            req = TileRequest(tile.z, tile.x, tile.y, meta.metadata, level, "relative",
+                              render.colormap.value)  # fmt: skip
+            key = tiles.uncertainty_key(req)
+            return await self.png(request, "uncertainty", key, tiles.uncertainty, req, lv)
+
+        @self.router.get(
+            "/imagery/{z}/{x}/{y}.png", response_class=Response, responses=TILE_RESPONSES,
+            summary="Base-map tile rendered from the store's imagery (works offline)",
+            tags=["tiles"],
+        )  # fmt: skip
+        async def imagery_tile(request: Request, tile: Annotated[p.tile, Depends()]) -> Response:
+            tiles.address(tile.z, tile.x, tile.y)
+            key = tiles.imagery_key(tile.z, tile.x, tile.y)
+            return await self.png(request, "imagery", key, tiles.imagery, tile.z, tile.x, tile.y)
+
+    def query_routes(self) -> None:
+        """Register a query, look one up, its TileJSON."""
+        svc, p = self.svc, self.params
+        upload_doc = (
+            f"WAV, FLAC, OGG (Vorbis/Opus) or MP3; at most {svc.settings.max_audio_s:g} s, "
+            f"{svc.settings.max_channels} channels, {svc.settings.max_sample_rate} Hz"
+        )
+        body_schema = {
+            "application/json": {"schema": TextQuery.model_json_schema()},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["audio"],
+                "properties": {"audio": {"type": "string", "format": "binary",
+                                         "description": upload_doc}},
+            }},
+        }  # fmt: skip
+
+        @self.router.post(
+            "/queries", response_model=QueryOut, summary="Register a text or audio query",
+            tags=["queries"], dependencies=[Depends(self.rate_limited)],
+            responses=responses(413, 415, 422, 429, 503),
+            openapi_extra={"requestBody": {"required": True, "content": body_schema}},
+        )  # fmt: skip
+        async def create_query(request: Request) -> QueryOut:
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype == "application/json":
+                text = _text_of(await request.body())
+                qid, emb = await svc.executor.run(svc.registry.register_text, text)
+            elif ctype == "multipart/form-data":
+                async with request.form(max_files=1, max_fields=8) as form:
+                    upload = form.get("audio")
+                    if not isinstance(upload, UploadFile):
+                        raise InputError("multipart upload needs the file in field 'audio'")
+                    data = await upload.read()
+                qid, emb = await svc.executor.run(
+                    svc.registry.register_audio, data, svc.audio_limits
+                )
+            else:
+                raise UnsupportedMediaError(
+                    "send JSON {\"text\": ...} or multipart/form-data with field 'audio'"
+                )
+            return query_out(qid, emb)
+
+        @self.router.get(
+            "/queries/{query_id}", response_model=QueryOut, tags=["queries"],
+            summary="A registered query, looked up without registering anything",
+            responses=responses(404, 422, 503),
+        )  # fmt: skip
+        async def get_query(query_id: QueryIdPath) -> QueryOut:
+            return query_out(*await self.resolve(query_id))
+
+        @self.router.get(
+            "/queries/{query_id}/tilejson.json", tags=["queries"],
+            summary="TileJSON 3.0 of a query's heatmap (metadata parameters pass through)",
+            responses=responses(404, 422, 503),
+        )  # fmt: skip
+        async def tilejson(
+            request: Request,
+            query_id: QueryIdPath,
+            meta: Annotated[p.metadata, Depends()],
+            render: Annotated[p.heatmap_render, Depends()],
+        ) -> dict[str, Any]:
+            await self.resolve(query_id)
+            base = str(request.base_url).rstrip("/")
+            qs = f"?{request.url.query}" if request.url.query else ""
+            zmin, zmax = svc.engine.zoom_range
+            w, s, e, n = (float(v) for v in svc.store.attrs["bounds"])
+            return {
+                "tilejson": "3.0.0",
+                "name": f"soundscape {query_id}",
+                "tiles": [f"{base}/tiles/{query_id}/{{z}}/{{x}}/{{y}}.png{qs}"],
+                "minzoom": zmin,
+                "maxzoom": zmax,
+                "bounds": [w, s, e, n],
+                "center": [(w + e) / 2, (s + n) / 2, max(zmin, min(zmax, zmin + 2))],
+                "scheme": "xyz",
+                "attribution": f"PSM soundscape map, model {svc.model_id}",
+            }
+
+    def legend_route(self) -> None:
+        """The colour scale and value range of a map."""
+        svc, p = self.svc, self.params
+
+        @self.router.get(
+            "/legend", summary="Colour scale and value range of a map", tags=["tiles"],
+            responses=responses(404, 422, 503),
+        )  # fmt: skip
+        async def legend(
+            meta: Annotated[p.metadata, Depends()],
+            query: Annotated[
+                str | None,
+                Query(max_length=4 * MAX_TEXT_CHARS,
+                      description="query id or text; omit for the uncertainty legend"),
+            ] = None,
+            scale: Annotated[Scale, Query(description="relative or probability")] = "relative",
+            colormap: Annotated[
+                AnyColormap | None, Query(description="ramp (default by kind)")
+            ] = None,
+        ) -> dict[str, Any]:  # fmt: skip
+            kind = "uncertainty" if query is None else "heatmap"
+            qid, emb = (None, None) if query is None else await self.resolve(query)
+            scale = "relative" if query is None else scale
+            lo, hi = await svc.executor.run(svc.tiles.value_range, qid, emb, meta.metadata, scale)
+            cmap = colormap.value if colormap is not None else DEFAULT_COLORMAP[kind]
+            pal = np.frombuffer(palette(cmap), np.uint8).reshape(256, 3)[1:]
+            stops = pal[np.linspace(0, len(pal) - 1, 11).round().astype(int)]
+            label = {"uncertainty": "||sigma||_1", "heatmap": "-CSD"}[kind]
+            return {
+                "kind": kind, "query": qid, "scale": scale, "colormap": cmap, "min": lo,
+                "max": hi,
+                "label": "match probability" if scale == "probability" else label,
+                "colors": ["#" + bytes(int(c) for c in rgb).hex() for rgb in stops],
+            }  # fmt: skip
+
+    def similarity_route(self) -> None:
+        """Scores at points, or the top-k cells of a bbox."""
+        svc = self.svc
+        body_type = similarity_request(self.params, svc.settings.max_points, svc.settings.max_top_k)
+
+        @self.router.post(
+            "/similarity", response_model=SimilarityOut, tags=["queries"],
+            summary="Scores at points, or the top-k cells of a bbox (exact -CSD)",
+            dependencies=[Depends(self.rate_limited)], responses=responses(404, 422, 429, 503),
+        )  # fmt: skip
+        async def similarity(body: body_type) -> SimilarityOut:  # type: ignore[valid-type]
+            qid, emb = await self.resolve(body.query.id or body.query.text)
+            engine, meta = svc.engine, body.metadata.metadata
+            level = engine.level(body.level) if body.level else engine.default_level()
+            if body.points is not None:
+                pts = np.asarray(body.points, np.float64).reshape(-1, 2)
+                ds = await svc.executor.run(engine.points, emb, meta, level, pts[:, 0], pts[:, 1])
+            else:
+                bbox = BBox(*body.bbox)
+                cells = engine.bbox_chunks(level, bbox) * level.n * level.n
+                if cells > svc.settings.max_bbox_cells:
+                    raise InputError(
+                        f"the bbox spans {cells} cells at PSM zoom {level.psm_zoom}; at most "
+                        f"{svc.settings.max_bbox_cells}: use a smaller bbox or a coarser level"
+                    )
+                ds = await svc.executor.run(engine.top_k, emb, meta, level, bbox, body.top_k)
+            return SimilarityOut(query=qid, level=level.psm_zoom, results=similarity_results(ds))
+
+    def info_route(self) -> None:
+        """What the service serves: model, store levels, zooms, vocabulary, limits."""
+        svc = self.svc
+
+        @self.router.get(
+            "/api/info", summary="Model, store levels, bounds, zooms, vocabulary", tags=["info"]
+        )
+        async def info() -> dict[str, Any]:
+            return service_info(svc)
+
+    def ops_routes(self) -> None:
+        """Liveness, readiness and metrics."""
+        svc = self.svc
+
+        @self.router.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness",
+                               tags=["ops"])  # fmt: skip
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @self.router.api_route(
+            "/readyz", methods=["GET", "HEAD"], summary="Readiness: model and store loaded",
+            tags=["ops"],
+        )  # fmt: skip
+        async def readyz() -> JSONResponse:
+            redis = svc.cache.redis
+            return JSONResponse({
+                "status": "ready",
+                "model_id": svc.model_id,
+                "store_levels": [lv.psm_zoom for lv in svc.engine.levels],
+                "startup_s": round(svc.ready_s, 3),
+                "redis": None if redis is None else ("up" if redis.available else "down"),
+                "queue_depth": svc.executor.depth,
+            })  # fmt: skip
+
+        @self.router.get("/metrics", summary="Prometheus metrics of this worker", tags=["ops"],
+                         response_class=Response)  # fmt: skip
+        async def metrics() -> Response:
+            return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _text_of(body: bytes) -> str:
+    """The text of a POST /queries JSON body (InputError with the reason if it is not one)."""
+    try:
+        return TextQuery.model_validate_json(body).text
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise InputError(validation_message(errors)) from exc
+
+
+def service_info(svc: Service) -> dict[str, Any]:
+    """The /api/info document."""
+    cfg, engine, store = svc.model.config, svc.engine, svc.store
+    levels = [
+        {
+            "psm_zoom": lv.psm_zoom,
+            "tile_zoom": lv.tile_zoom,
+            "cells_per_tile": lv.n,
+            "cell_size_m": lv.cell_size,
+            "chunks": store.extent(lv.psm_zoom).n_chunks(),
+            # Web zooms this level serves when asked for by name (others are 404).
+            "web_zooms": list(engine.level_zooms[lv.psm_zoom]),
+        }
+        for lv in engine.levels
+    ]
+    basemap = svc.settings
+    return {
+        "model": {"id": svc.model_id, "config": cfg.name, "embed_dim": cfg.embed_dim},
+        "store": {
+            "model_id": store.model_id,
+            "levels": levels,
+            "bounds": store.attrs.get("bounds"),
+            "created": store.attrs.get("created"),
+            "imagery": bool(svc.tiles.imagery_spec),
+        },
+        "zoom_range": list(engine.zoom_range),
+        # Which level serves each web zoom when the client names none (level "auto").
+        "auto_levels": [
+            {"psm_zoom": psm, "web_zooms": [lo, hi]} for psm, lo, hi in engine.auto_levels
+        ],
+        "compute": {
+            "device": str(svc.model.device),
+            "similarity_backend": engine.backend,
+            "fusion_precision": "bf16" if svc.model.device.type == "cuda" else "fp32",
+        },
+        "vocabulary": {
+            "audio_sources": list(cfg.audio_sources),
+            "caption_sources": list(cfg.caption_sources),
+            "months": [1, 12],
+            "hours": [0, 23],
+        },
+        "basemap": None
+        if basemap.basemap_url is None
+        else {
+            "url": basemap.basemap_url,
+            "name": basemap.basemap_name,
+            "attribution": basemap.basemap_attribution,
+            "max_zoom": basemap.basemap_max_zoom,
+        },
+        "scales": list(SCALES),
+        "colormaps": {
+            "heatmap": list(HEATMAP_COLORMAPS),
+            "uncertainty": list(UNCERTAINTY_COLORMAPS),
+        },
+        "limits": {
+            "text_chars": MAX_TEXT_CHARS,
+            "audio_seconds": svc.settings.max_audio_s,
+            "body_mb": svc.settings.max_body_mb,
+            "points": svc.settings.max_points,
+            "top_k": svc.settings.max_top_k,
+        },
+    }

@@ -1,0 +1,134 @@
+"""JSON bodies of the HTTP API (requests and answers), as pydantic models.
+
+No `from __future__ import annotations`: the similarity request is built per service from its
+parameter types, and FastAPI must see real types.
+"""
+
+import math
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import xarray as xr
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from server.params import Params
+from server.queries import MAX_TEXT_CHARS, QUERY_ID_PATTERN
+
+QueryText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=4 * MAX_TEXT_CHARS,
+        description=f"what to listen for; normalised (NFKC, spaces collapsed), at most "
+        f"{MAX_TEXT_CHARS} characters after normalisation",
+    ),
+]
+QueryId = Annotated[
+    str, Field(pattern=QUERY_ID_PATTERN, max_length=64, description="id from POST /queries")
+]
+
+
+class TextQuery(BaseModel):
+    """POST /queries JSON body."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: QueryText
+
+
+class QueryOut(BaseModel):
+    """A registered query."""
+
+    id: str = Field(..., description="content hash of the query and the model id")
+    kind: Literal["text", "audio"]
+    uncertainty: float = Field(..., description="||sigma||_1 of the query embedding")
+    tiles: str = Field(..., description="XYZ tile URL template (append metadata parameters)")
+    tilejson: str = Field(..., description="TileJSON 3.0 URL")
+
+
+class QueryRef(BaseModel):
+    """A query by id or by text (exactly one)."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: QueryId | None = None
+    text: QueryText | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "QueryRef":
+        if (self.id is None) == (self.text is None):
+            raise ValueError("give exactly one of id or text")
+        return self
+
+
+class SimilarityResult(BaseModel):
+    """One scored cell (fields are null where the store has no cell)."""
+
+    lat: float
+    lon: float
+    score: float | None = Field(None, description="-CSD between the cell and the query")
+    probability: float | None = Field(None, description="learned match probability")
+    uncertainty: float | None = Field(None, description="||sigma||_1 of the fused cell")
+
+
+class SimilarityOut(BaseModel):
+    """POST /similarity answer."""
+
+    query: str
+    level: int = Field(..., description="PSM zoom of the cells scored")
+    results: list[SimilarityResult]
+
+
+def similarity_request(params: Params, max_points: int, max_top_k: int) -> type[BaseModel]:
+    """The POST /similarity body for a service's vocabularies, levels and limits."""
+    lat_t = Annotated[float, Field(ge=-90, le=90)]
+    lon_t = Annotated[float, Field(ge=-180, le=180)]
+
+    class SimilarityBase(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+
+        @model_validator(mode="after")
+        def _one(self) -> Any:
+            if (self.points is None) == (self.bbox is None):  # type: ignore[attr-defined]
+                raise ValueError("give exactly one of points or bbox")
+            if self.bbox is not None:  # type: ignore[attr-defined]
+                w, s, e, n = self.bbox  # type: ignore[attr-defined]
+                if not (w < e and s < n):
+                    raise ValueError("bbox needs west < east and south < north")
+            return self
+
+    return create_model(
+        "SimilarityIn",
+        __base__=SimilarityBase,
+        __doc__="Score points, or find the top-k cells in a bbox.",
+        query=(QueryRef, ...),
+        metadata=(params.metadata_body, Field(default_factory=params.metadata_body)),
+        level=(params.psm_zoom | None, Field(None, description="PSM zoom (default: finest)")),
+        points=(
+            list[tuple[lat_t, lon_t]] | None,
+            Field(None, max_length=max_points, description="[[lat, lon], ...]"),
+        ),
+        bbox=(
+            tuple[lon_t, lat_t, lon_t, lat_t] | None,
+            Field(None, description="[west, south, east, north] in degrees"),
+        ),
+        top_k=(int, Field(10, ge=1, le=max_top_k, description="cells for a bbox")),
+    )
+
+
+def similarity_results(ds: xr.Dataset) -> list[SimilarityResult]:
+    """The rows of a scored Dataset (dim `point` or `cell`), null where there is no cell."""
+
+    def num(v: float) -> float | None:
+        return None if not math.isfinite(float(v)) else float(v)
+
+    lat, lon = ds["lat"].values, ds["lon"].values
+    score, prob, unc = (np.asarray(ds[v].values) for v in ("score", "probability", "uncertainty"))
+    return [
+        SimilarityResult(
+            lat=float(lat[i]),
+            lon=float(lon[i]),
+            score=num(score[i]),
+            probability=num(prob[i]) if math.isfinite(score[i]) else None,
+            uncertainty=num(unc[i]) if math.isfinite(score[i]) else None,
+        )
+        for i in range(lat.shape[0])
+    ]
