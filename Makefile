@@ -24,7 +24,8 @@ bench: install
 	$(PY) scripts/bench_model.py
 	$(PY) scripts/bench_train.py
 
-# Builds what is missing (world files, store over the USA; the model ships in model/weights/)
+# Builds what is missing (world files, store over the USA; the model ships in
+# embeddings_store/demo/weights/)
 # into $(SOUNDSCAPE_DEMO_CACHE) or ~/.cache/soundscape-map, then serves the map.
 demo: install
 	$(VENV)/bin/soundscape demo $(DEMO_ARGS)
@@ -34,8 +35,8 @@ demo: install
 DEMO_TRAIN_DIR ?= runs/demo-model
 demo-model: install
 	$(VENV)/bin/soundscape demo --retrain --evaluate --no-serve --cache-dir $(DEMO_TRAIN_DIR)
-	cp $(DEMO_TRAIN_DIR)/demo-model.safetensors model/weights/demo.safetensors
-	cp $(DEMO_TRAIN_DIR)/evaluation.md model/weights/demo-evaluation.md
+	cp $(DEMO_TRAIN_DIR)/demo-model.safetensors embeddings_store/demo/weights/demo.safetensors
+	cp $(DEMO_TRAIN_DIR)/evaluation.md embeddings_store/demo/weights/demo-evaluation.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

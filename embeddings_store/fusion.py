@@ -122,3 +122,21 @@ class CellFusion:
         """Fused cells of `extent` (a block inside one chunk, or a whole chunk)."""
         cells = self.store.read_cells(extent, precomputed=self.from_store(metadata))
         return fuse(self.model, cells, metadata, self.precision)
+
+
+class MemoFusion(CellFusion):
+    """`CellFusion` that keeps every block it fused (for a batch job that revisits them, such as
+    the demo's quality evaluation; memory grows with blocks x metadata)."""
+
+    def __init__(self, model: nn.Module, store: EmbeddingStore, precision: str = "auto") -> None:
+        super().__init__(model, store, precision)
+        self._memo: dict[tuple[int, int, int, int, int, str], FusedCells] = {}
+
+    def block(self, extent: CellExtent, metadata: Metadata) -> FusedCells:
+        """Fused cells of `extent`, computed once per (extent, metadata)."""
+        key = (extent.level.psm_zoom, extent.cx0, extent.cx1, extent.cy0, extent.cy1,
+               metadata.key())  # fmt: skip
+        found = self._memo.get(key)
+        if found is None:
+            found = self._memo[key] = super().block(extent, metadata)
+        return found

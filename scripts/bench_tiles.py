@@ -440,7 +440,7 @@ def main() -> int:
         args.seconds, args.repeats, args.meta_repeats, args.grid = 1.5, 5, 2, 4
         args.similarity_cells = min(args.similarity_cells, 20_000)
     if args.store is None or args.checkpoint is None:
-        from model.demo_world.paths import demo_paths
+        from embeddings_store.demo.paths import demo_paths
 
         demo = demo_paths()
         args.store = args.store or str(demo.store)

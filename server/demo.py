@@ -7,7 +7,6 @@ over the contiguous USA are each built once into the demo cache folder and reuse
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 
@@ -49,38 +48,24 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Build the missing parts, optionally evaluate, then serve (or print what was built)."""
-    from embeddings_store.demo_build import (
-        DEMO_STORE_BBOX,
-        DemoRecipe,
-        build_demo_store,
-        ensure_checkpoint,
-        ensure_world_files,
-        evaluate_demo,
-    )
+    """Build the missing parts (the demo's own build), then serve, or say what was built."""
+    from embeddings_store.demo.build import DEMO_STORE_BBOX, build_demo
+    from embeddings_store.demo.paths import demo_paths
+    from embeddings_store.demo.recipe import DemoRecipe
     from embeddings_store.region import parse_bbox
-    from embeddings_store.store import EmbeddingStore
-    from model.checkpoint import read_header
-    from model.demo_world.paths import demo_paths
 
-    t0 = time.perf_counter()
     paths = demo_paths(args.cache_dir)
-    progress = not args.no_progress
-    recipe = DemoRecipe()
     bbox = parse_bbox(args.bbox).bbox if args.bbox else DEMO_STORE_BBOX
-    ensure_world_files(paths)
-    ensure_checkpoint(paths, recipe, retrain=args.retrain, progress=progress)
-    model_id = read_header(paths.checkpoint)["model_id"]
-    if not _store_ready(paths.store, model_id, bbox):
-        build_demo_store(paths, bbox, progress=progress)
-    store = EmbeddingStore.open(paths.store, expect_model_id=model_id)
+    built = build_demo(
+        paths, DemoRecipe.load(), bbox, retrain=args.retrain, evaluate=args.evaluate,
+        progress=not args.no_progress,
+    )  # fmt: skip
     if args.evaluate:
-        evaluate_demo(paths, recipe, progress=progress)
         print((paths.root / "evaluation.md").read_text())
-    levels = ", ".join(f"PSM zoom {lv.psm_zoom} (tiles z{lv.tile_zoom})" for lv in store.levels)
+    levels = ", ".join(f"PSM zoom {psm} (tiles z{tz})" for psm, tz in built.levels)
     print(
-        f"demo ready in {time.perf_counter() - t0:.1f} s: model {model_id} "
-        f"({paths.checkpoint}), store {paths.store} with {levels}"
+        f"demo ready in {built.seconds:.1f} s: model {built.model_id} ({paths.checkpoint}), "
+        f"store {paths.store} with {levels}"
     )
     if args.no_serve:
         return 0
@@ -93,17 +78,3 @@ def run_demo(args: argparse.Namespace) -> int:
         store=str(paths.store),
         checkpoint=str(paths.checkpoint),
     )
-
-
-def _store_ready(store_path: Path, model_id: str, bbox: tuple[float, ...]) -> bool:
-    """The demo store exists, is complete, covers `bbox` and belongs to the demo model."""
-    from embeddings_store.store import EmbeddingStore, StoreError
-
-    if not store_path.exists():
-        return False
-    try:
-        store = EmbeddingStore.open(store_path)
-    except StoreError:
-        return False
-    same_region = tuple(store.attrs.get("bounds", ())) == tuple(float(v) for v in bbox)
-    return store.model_id == model_id and same_region and store.is_complete()

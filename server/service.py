@@ -28,7 +28,7 @@ def resolve_paths(settings: Settings) -> tuple[str, str]:
     """(store, checkpoint): the settings', else the demo's (MissingResourceError if not built)."""
     if settings.store and settings.checkpoint:
         return settings.store, settings.checkpoint
-    from model.demo_world.paths import demo_paths
+    from embeddings_store.demo.paths import demo_paths
 
     demo = demo_paths()
     store = settings.store or str(demo.store)

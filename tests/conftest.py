@@ -30,7 +30,7 @@ def tiny_model(test_config):
 @pytest.fixture(scope="session")
 def bluemarble_tif(tmp_path_factory) -> Path:
     """NASA Blue Marble over the central USA (-110..-90 E, 30..45 N) as an EPSG:4326 GeoTIFF."""
-    from model.demo_world.geo import write_bluemarble_geotiff
+    from embeddings_store.demo.geo import write_bluemarble_geotiff
 
     return write_bluemarble_geotiff(tmp_path_factory.mktemp("bm") / "bm.tif", (-110, 30, -90, 45))
 

@@ -120,11 +120,11 @@ def main() -> None:
     import torch
     from fastapi.testclient import TestClient
 
+    from embeddings_store.demo.geo import write_bluemarble_geotiff
     from embeddings_store.precompute import PrecomputeSpec, precompute
     from embeddings_store.region import Region
     from model.checkpoint import save_checkpoint
     from model.config import load_config
-    from model.demo_world.geo import write_bluemarble_geotiff
     from model.psm import PSM
     from server.app import create_app
     from server.settings import Settings

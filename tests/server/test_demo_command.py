@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from embeddings_store.demo_build import packaged_checkpoint
+from embeddings_store.demo.build import packaged_checkpoint
+from embeddings_store.demo.geo import GeoLayers, default_cache_dir
 from embeddings_store.store import EmbeddingStore
-from model.demo_world.geo import GeoLayers, default_cache_dir
 
 BBOX = "--bbox=-100,35,-96,38"  # a small store region keeps the test quick
 

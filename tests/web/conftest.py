@@ -61,9 +61,9 @@ def _require_tools() -> None:
 
 def _demo_store(cache: Path) -> tuple[Path, Path]:
     """(store, checkpoint) of a small demo store built by `soundscape demo --no-serve`."""
-    from embeddings_store.demo_build import packaged_checkpoint
-    from model.demo_world.geo import GeoLayers, default_cache_dir
-    from model.demo_world.paths import demo_paths
+    from embeddings_store.demo.build import packaged_checkpoint
+    from embeddings_store.demo.geo import GeoLayers, default_cache_dir
+    from embeddings_store.demo.paths import demo_paths
 
     if not packaged_checkpoint().exists():
         pytest.fail(f"{packaged_checkpoint()} is missing: train it with `make demo-model`")

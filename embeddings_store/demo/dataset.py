@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from embeddings_store.demo_spec import DemoWorldSpec
+from embeddings_store.demo.audio import synthesize, synthesize_mixture
+from embeddings_store.demo.captions import caption
+from embeddings_store.demo.geo import GeoLayers
+from embeddings_store.demo.soundscape import class_distribution, sample_world, split_of
+from embeddings_store.demo.spec import DemoWorldSpec
 from embeddings_store.grid import footprint_around, lonlat_to_mercator
 from model.data import SPLITS, Sample
-from model.demo_world.audio import synthesize, synthesize_mixture
-from model.demo_world.captions import caption
-from model.demo_world.geo import GeoLayers
-from model.demo_world.soundscape import class_distribution, sample_world, split_of
 from model.transforms import PSM_ZOOM_LEVELS
 
 RENDER_CHUNK = 250  # points per task: big enough to amortise opening the imagery

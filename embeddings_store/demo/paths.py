@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.demo_world.geo import default_cache_dir
+from embeddings_store.demo.geo import default_cache_dir
 
 
 @dataclass(frozen=True)

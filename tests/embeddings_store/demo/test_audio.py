@@ -8,9 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from model.demo_world import CLASS_NAMES
-from model.demo_world.audio import PEAK, SAMPLE_RATE, synthesize, synthesize_mixture
-from model.demo_world.captions import SOURCES, caption
+from embeddings_store.demo import CLASS_NAMES
+from embeddings_store.demo.audio import PEAK, SAMPLE_RATE, synthesize, synthesize_mixture
+from embeddings_store.demo.captions import SOURCES, caption
 
 N_CLASSES = len(CLASS_NAMES)
 N_FFT, HOP, N_MELS = 512, 256, 32

@@ -1,10 +1,10 @@
 """The demo map-quality report of the shipped model, held fixed across the scoring-core rewrite.
 
 `tests/data/quality-golden.json` holds the map report (ROC-AUC per class, hour tests) that the
-code *before* issue 20 computed on the quality test's store; `test_demo_quality_targets.py`
+code *before* issue 20 computed on the quality test's store; `test_quality_targets.py`
 asserts the same figures (to 1e-6) from the one scoring path. Re-record only for an intended
 change (a new shipped model, say), and say why in the commit:
-    .venv/bin/python -m tests.embeddings_store.quality_golden
+    .venv/bin/python -m tests.embeddings_store.demo.quality_golden
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "quality-golden.json"
+GOLDEN = Path(__file__).resolve().parents[2] / "data" / "quality-golden.json"
 FIELDS = ("psm_zoom", "n_cells", "auc", "mean_auc", "hour_wins", "hour_wins_mean_only")
 
 
@@ -26,7 +26,7 @@ def report_fields(report: Any) -> dict[str, Any]:
 
 def main() -> None:
     """Build the quality test's store with the shipped model and write its map report."""
-    from tests.embeddings_store.test_demo_quality_targets import (
+    from tests.embeddings_store.demo.test_quality_targets import (
         build_usa_store,
         load_shipped,
         map_report,

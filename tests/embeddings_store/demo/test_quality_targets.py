@@ -10,28 +10,31 @@ and the oracle is measured on the same pairs. The test asserts issue 4's targets
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from embeddings_store.demo_build import DEMO_STORE_BBOX, DemoRecipe, packaged_checkpoint
-from embeddings_store.demo_dataset import DemoWorldDataset
-from embeddings_store.demo_quality import (
+from embeddings_store.demo.build import DEMO_STORE_BBOX, packaged_checkpoint
+from embeddings_store.demo.dataset import DemoWorldDataset
+from embeddings_store.demo.geo import GeoLayers, default_cache_dir
+from embeddings_store.demo.imagery import write_demo_imagery
+from embeddings_store.demo.quality import (
     class_audio_means,
     heldout_retrieval,
     map_report,
     retrieval_report,
 )
+from embeddings_store.demo.recipe import DemoRecipe
 from embeddings_store.grid import Level
 from embeddings_store.precompute import PrecomputeSpec, precompute
 from embeddings_store.region import Region
 from embeddings_store.store import EmbeddingStore
 from model.checkpoint import load_checkpoint
-from model.demo_world.geo import GeoLayers, default_cache_dir
-from model.demo_world.imagery import write_demo_imagery
+from tests.embeddings_store.demo.quality_golden import GOLDEN, report_fields
 
-RECIPE = DemoRecipe()
+RECIPE = DemoRecipe.load()
 # What the shipped model reaches here: I2A 0.99 and A2I 0.94 x oracle on 676 pairs, mean AUC
 # 0.915, the hour test passed on every cell for all 10 time-dependent classes. Issue 4's
 # targets: 0.9 x oracle, AUC 0.85, 80 % hour wins for every class. R@10% on 676 pairs has a
@@ -133,6 +136,16 @@ def test_maps_find_where_classes_are_likely_and_when(shipped, usa_store, layers,
     means = class_audio_means(shipped, test_split, n=len(test_split))
     report = map_report(shipped, usa_store, layers, psm_zoom=1, class_means=means)
     assert report.n_cells > 1000
+    # The same figures as before the scoring core became one path (issue 20): the evaluation now
+    # scores maps through score_region, as the tiles are drawn.
+    golden = json.loads(GOLDEN.read_text())
+    got = report_fields(report)
+    assert got["n_cells"] == golden["n_cells"] and got["psm_zoom"] == golden["psm_zoom"]
+    for field in ("auc", "hour_wins", "hour_wins_mean_only"):
+        assert got[field].keys() == golden[field].keys(), field
+        for name, value in golden[field].items():
+            assert got[field][name] == pytest.approx(value, abs=1e-6), (field, name)
+    assert got["mean_auc"] == pytest.approx(golden["mean_auc"], abs=1e-6)
     assert np.isfinite(list(report.auc.values())).sum() >= 10
     # Issue 4's target is a mean ROC-AUC of 0.85 (the shipped model: 0.915 on the demo store and
     # on this coarser grid).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embeddings_store.demo_build import packaged_checkpoint
+from embeddings_store.demo.build import packaged_checkpoint
 from model.checkpoint import read_header
 from model.config import ModelConfig, load_config
 

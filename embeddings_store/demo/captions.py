@@ -1,4 +1,5 @@
-"""Captions for demo-world clips, in the three caption styles of the training data (DESIGN §7).
+"""Captions for demo-world clips, in the three caption styles of the training data
+(docs/ARCHITECTURE.md, "The demo").
 
 Source 0 ('meta') reads like recording metadata, source 1 ('qwen') like a generated descriptive
 sentence and source 2 ('pengi') like a short audio tag. Each class has several phrasings per
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.demo_world import CLASS_NAMES
+from embeddings_store.demo import CLASS_NAMES
 
 SOURCES: tuple[str, ...] = ("meta", "qwen", "pengi")
 

@@ -10,53 +10,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from embeddings_store.demo_spec import DemoWorldSpec
-from model.demo_world.paths import DemoPaths
-from model.train_config import TrainConfig
+from embeddings_store.demo.paths import DemoPaths
+from embeddings_store.demo.recipe import DemoRecipe
 
 if TYPE_CHECKING:  # heavy (torch models, audio synthesis): imported where they are used
-    from embeddings_store.demo_dataset import DemoWorldDataset
-    from model.demo_world.geo import GeoLayers
+    from embeddings_store.demo.dataset import DemoWorldDataset
+    from embeddings_store.demo.geo import GeoLayers
 
 # The demo map's default region: the contiguous USA, as in the paper's figures.
 DEMO_STORE_BBOX: tuple[float, float, float, float] = (-125.0, 24.0, -66.5, 49.5)
-
-
-@dataclass(frozen=True)
-class DemoRecipe:
-    """Everything that defines the demo model: world, architecture and optimisation."""
-
-    config: str = "demo"
-    world: DemoWorldSpec = field(default_factory=DemoWorldSpec)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            steps=5200,
-            batch_size=128,
-            # From random initialisation (the reference fine-tunes pretrained towers) 1e-3 learns
-            # in the time budget; 3e-4 stayed at chance for 150 steps on the demo world.
-            lr=1e-3,
-            weight_decay=0.05,
-            restart_period=5200,  # one cosine decay over the run
-            # A short linear warm-up (the reference has none: it fine-tunes pretrained towers).
-            # From scratch at 1e-3 it raised I2A (0.92 -> 0.95 x oracle on every held-out pair)
-            # and the rooster's hour test (81 -> 96 %); A2I moved within its noise (README).
-            warmup_steps=250,
-            # The audio tower is frozen for the second half: each later step costs about two
-            # thirds of a full one (0.11 vs 0.17 s), 17.3 instead of 21.0 min to the checkpoint
-            # on 2026-12-03, inside the 20-minute budget. Its head keeps training on the kept
-            # tower outputs: freezing the head too cost ~0.02 x oracle of A2I (README).
-            freeze_audio_at=2600,
-            freeze_audio_head=False,
-            checkpoint_every=50,
-            cache_features=True,
-            feature_workers=2,  # results do not depend on it; 2 = our CI machine's cores
-            seed=56,
-        )
-    )
 
 
 Log = Callable[[str], None]
@@ -64,8 +30,8 @@ Log = Callable[[str], None]
 
 def ensure_world_files(paths: DemoPaths, log: Log = print) -> None:
     """The world's geo layers and the imagery GeoTIFF the demo reads footprints from."""
-    from model.demo_world.geo import GeoLayers
-    from model.demo_world.imagery import write_demo_imagery
+    from embeddings_store.demo.geo import GeoLayers
+    from embeddings_store.demo.imagery import write_demo_imagery
 
     if paths.imagery.exists() and GeoLayers.cache_path(paths.root).exists():
         return
@@ -78,7 +44,7 @@ def ensure_world_files(paths: DemoPaths, log: Log = print) -> None:
 
 def load_layers(paths: DemoPaths) -> GeoLayers:
     """The world's geo layers (built on first use, then loaded from the cache)."""
-    from model.demo_world.geo import GeoLayers
+    from embeddings_store.demo.geo import GeoLayers
 
     return GeoLayers.load(paths.root)
 
@@ -91,7 +57,7 @@ def demo_datasets(
     progress: bool = True,
 ) -> dict[str, DemoWorldDataset]:
     """The demo world's splits, with footprints rendered (or loaded from the cache)."""
-    from embeddings_store.demo_dataset import DemoWorldDataset
+    from embeddings_store.demo.dataset import DemoWorldDataset
     from model.config import load_config
 
     img = load_config(recipe.config).image
@@ -138,19 +104,44 @@ def train_demo_model(
     return paths.checkpoint, mid
 
 
+StoreState = Literal["missing", "stale", "incomplete", "ready"]
+
+
+def store_state(
+    paths: DemoPaths, model_id: str, bbox: tuple[float, float, float, float]
+) -> StoreState:
+    """Where the demo store stands: missing, stale (another model, region or schema: rebuilt
+    from scratch), incomplete (resumable) or ready."""
+    from embeddings_store.store import EmbeddingStore
+    from model.errors import StoreError
+
+    if not paths.store.exists():
+        return "missing"
+    try:
+        store = EmbeddingStore.open(paths.store)
+    except StoreError:
+        return "stale"
+    same_region = tuple(store.attrs.get("bounds", ())) == tuple(float(v) for v in bbox)
+    if store.model_id != model_id or not same_region:
+        return "stale"
+    return "ready" if store.is_complete() else "incomplete"
+
+
 def build_demo_store(
     paths: DemoPaths,
     bbox: tuple[float, float, float, float] = DEMO_STORE_BBOX,
     progress: bool = True,
     log: Log = print,
 ) -> Path:
-    """Precompute (or finish) the demo store over `bbox` at PSM zoom 1, 3 and 5, with mu0/c0."""
+    """Precompute (or finish) the demo store over `bbox` at PSM zoom 1, 3 and 5, with
+    mu0/c0/u0; a stale store is rebuilt, not refused: the demo owns its cache folder."""
     from embeddings_store.precompute import PrecomputeSpec, default_levels, precompute
     from embeddings_store.region import Region
     from model.checkpoint import read_header
     from model.config import ModelConfig
 
-    config = ModelConfig.model_validate_json(read_header(paths.checkpoint)["config"])
+    header = read_header(paths.checkpoint)
+    config = ModelConfig.model_validate_json(header["config"])
     region = Region(bbox)
     base = config.image.tile_size * config.image.native_gsd
     spec = PrecomputeSpec(
@@ -162,9 +153,8 @@ def build_demo_store(
         with_fused=True,
     )
     t0 = time.perf_counter()
-    # A store built for another model (e.g. after retraining) is rebuilt, not refused: the demo
-    # owns its cache folder.
-    report = precompute(spec, overwrite=_store_is_stale(paths, bbox), progress=progress)
+    stale = store_state(paths, header["model_id"], bbox) == "stale"
+    report = precompute(spec, overwrite=stale, progress=progress)
     log(
         f"demo store ready: {report.valid_cells:,} new cells in {report.chunks_computed} chunks, "
         f"{time.perf_counter() - t0:.0f} s ({paths.store})"
@@ -172,26 +162,46 @@ def build_demo_store(
     return paths.store
 
 
-def _store_is_stale(paths: DemoPaths, bbox: tuple[float, float, float, float]) -> bool:
-    """True when the demo store exists but was built for another checkpoint or region."""
-    from embeddings_store.store import EmbeddingStore, StoreError
+@dataclass(frozen=True)
+class DemoBuild:
+    """What `build_demo` left in the cache folder."""
+
+    paths: DemoPaths
+    model_id: str
+    levels: tuple[tuple[int, int], ...]  # (PSM zoom, tile zoom) of each store level
+    seconds: float
+
+
+def build_demo(
+    paths: DemoPaths,
+    recipe: DemoRecipe,
+    bbox: tuple[float, float, float, float] = DEMO_STORE_BBOX,
+    retrain: bool = False,
+    evaluate: bool = False,
+    progress: bool = True,
+    log: Log = print,
+) -> DemoBuild:
+    """Build whatever of the demo is missing: world files, the checkpoint (packaged, or trained
+    here with `retrain`), the store over `bbox`, and with `evaluate` its evaluation."""
+    from embeddings_store.store import EmbeddingStore
     from model.checkpoint import read_header
 
-    if not paths.store.exists():
-        return False
-    try:
-        store = EmbeddingStore.open(paths.store)
-    except StoreError:
-        return True
-    other_region = tuple(store.attrs.get("bounds", ())) != tuple(float(v) for v in bbox)
-    return other_region or store.model_id != read_header(paths.checkpoint)["model_id"]
+    t0 = time.perf_counter()
+    ensure_world_files(paths, log)
+    ensure_checkpoint(paths, recipe, retrain=retrain, progress=progress, log=log)
+    model_id = read_header(paths.checkpoint)["model_id"]
+    if store_state(paths, model_id, bbox) != "ready":
+        build_demo_store(paths, bbox, progress=progress, log=log)
+    store = EmbeddingStore.open(paths.store, expect_model_id=model_id)
+    if evaluate:
+        evaluate_demo(paths, recipe, progress=progress, log=log)
+    levels = tuple((lv.psm_zoom, lv.tile_zoom) for lv in store.levels)
+    return DemoBuild(paths, model_id, levels, time.perf_counter() - t0)
 
 
 def packaged_checkpoint() -> Path:
     """The demo model shipped with the package (trained by `make demo-model`)."""
-    from importlib import resources
-
-    return Path(str(resources.files("model") / "weights" / "demo.safetensors"))
+    return Path(__file__).with_name("weights") / "demo.safetensors"
 
 
 def ensure_checkpoint(
@@ -229,7 +239,7 @@ def evaluate_demo(
     log: Log = print,
 ) -> dict[str, object]:
     """Retrieval (with the oracle) and map correctness of the demo; written to the cache."""
-    from embeddings_store.demo_quality import (
+    from embeddings_store.demo.quality import (
         class_audio_means,
         heldout_retrieval,
         map_report,

@@ -1,5 +1,5 @@
 """The embedded demo world: real geodata from PyPI packages, synthetic but geographically and
-temporally structured soundscapes with known ground truth (DESIGN §7)."""
+temporally structured soundscapes with known ground truth (docs/ARCHITECTURE.md, "The demo")."""
 
 # The sound classes of the demo world, in a fixed order (indices are used in stored labels).
 CLASS_NAMES: tuple[str, ...] = (

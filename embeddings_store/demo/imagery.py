@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from model.demo_world.geo import N_COLS, N_ROWS, RES_DEG, GeoLayers, grid_window, write_rgb_geotiff
+from embeddings_store.demo.geo import (
+    N_COLS,
+    N_ROWS,
+    RES_DEG,
+    GeoLayers,
+    grid_window,
+    write_rgb_geotiff,
+)
 
 # How each MODIS IGBP class looks from space (rows 0..16; row 0 is inland water on land).
 # fmt: off
@@ -61,7 +68,7 @@ def _bluemarble_on_grid(window: tuple[int, int, int, int]) -> np.ndarray:
     """
     from PIL import Image
 
-    from model.demo_world.geo import bluemarble_path
+    from embeddings_store.demo.geo import bluemarble_path
 
     c0, r0, c1, r1 = window
     Image.MAX_IMAGE_PIXELS = None

@@ -12,15 +12,15 @@ import time
 import numpy as np
 import pytest
 
-from model.demo_world import CLASS_NAMES
-from model.demo_world.geo import (
+from embeddings_store.demo import CLASS_NAMES
+from embeddings_store.demo.geo import (
     BMNG_DEG_PER_PX,
     GeoLayers,
     bluemarble_path,
     default_cache_dir,
     write_bluemarble_geotiff,
 )
-from model.demo_world.soundscape import (
+from embeddings_store.demo.soundscape import (
     AUDIO_SOURCES,
     CAPTION_SOURCES,
     N_CLASSES,

@@ -1,4 +1,4 @@
-"""Which sounds are heard where and when in the demo world (DESIGN §7).
+"""Which sounds are heard where and when in the demo world (docs/ARCHITECTURE.md, "The demo").
 
 A sound class's unnormalised rate at a place and time is a product of four smooth factors,
 
@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.demo_world import CLASS_NAMES
-from model.demo_world.geo import GeoLayers
+from embeddings_store.demo import CLASS_NAMES
+from embeddings_store.demo.geo import GeoLayers
 
 N_CLASSES = len(CLASS_NAMES)
 C = {name: i for i, name in enumerate(CLASS_NAMES)}

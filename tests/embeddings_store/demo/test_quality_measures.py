@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from embeddings_store.demo_quality import roc_auc
+from embeddings_store.demo.quality import roc_auc
 
 
 def brute_force_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -34,7 +34,7 @@ def test_roc_auc_extremes_and_degenerate_labels():
 def test_evaluation_markdown_has_every_table_and_the_reference_columns():
     from dataclasses import asdict
 
-    from embeddings_store.demo_build import format_evaluation
+    from embeddings_store.demo.build import format_evaluation
     from model.evaluate import EvalRow
 
     rows = [asdict(EvalRow(1, m, t, 0.3, 300.0, 0.25, 320.0)) for m in (0, 1) for t in (0, 1)]
@@ -91,8 +91,8 @@ class _World:
     """The fields of a demo split that the oracle reads, for a synthetic world."""
 
     def __init__(self, n: int, seed: int) -> None:
-        from model.demo_world import CLASS_NAMES
-        from model.demo_world.soundscape import class_posterior
+        from embeddings_store.demo import CLASS_NAMES
+        from embeddings_store.demo.soundscape import class_posterior
 
         rng = np.random.default_rng(seed)
         k = len(CLASS_NAMES)
@@ -106,7 +106,7 @@ class _World:
 
 
 def test_bayes_ranking_beats_the_oracle_on_i2a_and_equals_it_on_a2i():
-    from embeddings_store.demo_quality import oracle_rows
+    from embeddings_store.demo.quality import oracle_rows
 
     world = _World(1500, seed=3)
     o = oracle_rows(world, 1500)  # type: ignore[arg-type]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from embeddings_store import demo_dataset
-from embeddings_store.demo_dataset import DemoWorldDataset, DemoWorldSpec
+from embeddings_store.demo import dataset as demo_dataset
+from embeddings_store.demo.dataset import DemoWorldDataset, DemoWorldSpec
+from embeddings_store.demo.geo import GeoLayers, default_cache_dir
 from embeddings_store.grid import footprint_around, lonlat_to_mercator
 from embeddings_store.imagery import open_imagery
 from model.data import SoundscapeDataset
-from model.demo_world.geo import GeoLayers, default_cache_dir
 
 # A small world inside the Blue Marble crop of the `bluemarble_tif` fixture (-110..-90, 30..45).
 BBOX = (-108.0, 32.0, -92.0, 43.0)

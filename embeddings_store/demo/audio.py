@@ -1,4 +1,5 @@
-"""Procedural audio for the demo world: one parameterised generator per sound class (DESIGN §7).
+"""Procedural audio for the demo world: one parameterised generator per sound class
+(docs/ARCHITECTURE.md, "The demo").
 
 Every clip is drawn from a `numpy.random.Generator`, so the same generator state always gives the
 same waveform, while different states vary pitch, rhythm, event durations, number of sources and
@@ -14,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.signal import lfilter
 
-from model.demo_world import CLASS_NAMES
+from embeddings_store.demo import CLASS_NAMES
 
 # The demo audio rate. 16 kHz keeps synthesis cheap and is the rate the demo model's CLAP-style
 # feature extractor is built for, so clips never need resampling on the way into the model.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.demo_world.geo import (
+from embeddings_store.demo.geo import (
     N_COLS,
     N_ROWS,
     RES_DEG,
@@ -14,7 +14,7 @@ from model.demo_world.geo import (
     default_cache_dir,
     grid_window,
 )
-from model.demo_world.imagery import (
+from embeddings_store.demo.imagery import (
     LANDCOVER_RGB,
     SETTLEMENT_RGB,
     compose_imagery,

@@ -10,28 +10,31 @@ at their hours than at other hours.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from embeddings_store.demo_dataset import DemoWorldDataset
-from embeddings_store.store import EmbeddingStore
-from model.demo_world import CLASS_NAMES
-from model.demo_world.captions import CLASS_QUERIES
-from model.demo_world.geo import GeoLayers
-from model.demo_world.soundscape import (
+from embeddings_store.demo import CLASS_NAMES
+from embeddings_store.demo.captions import CLASS_QUERIES
+from embeddings_store.demo.dataset import DemoWorldDataset
+from embeddings_store.demo.geo import GeoLayers
+from embeddings_store.demo.soundscape import (
     TIME_DEPENDENT,
     class_distribution,
     class_likely_here,
     class_posterior,
 )
+from embeddings_store.fusion import MemoFusion
+from embeddings_store.grid import CellExtent
+from embeddings_store.scoring import score_region
+from embeddings_store.store import EmbeddingStore
 from model.evaluate import EvalRow, evaluate
-from model.metadata import make_metadata
+from model.metadata import Metadata
 from model.metrics import retrieval_scores
 from model.psm import PSM
-from model.scoring import score_cells, variance_sum
+from model.scoring import QueryEmbedding, score_cells
 
 # The month at which hour contrasts are checked: northern summer, when the warm-season classes
 # (insects, frogs, thunderstorms) of the contiguous USA are active.
@@ -135,72 +138,40 @@ def heldout_retrieval(model: PSM, splits: dict[str, DemoWorldDataset]) -> dict[s
     return out
 
 
-@dataclass
-class LevelCells:
-    """Every valid cell of a store level: h (N, D) float32 and cell-centre coordinates."""
+@dataclass(frozen=True)
+class LevelGrid:
+    """Every cell of a store level, and which are valid (row-major over the level's extent)."""
 
-    h: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
+    extent: CellExtent
+    valid: np.ndarray  # (rows, cols) bool
+    lat: np.ndarray  # (N,) of the valid cells
+    lon: np.ndarray  # (N,)
+
+    @property
+    def n_cells(self) -> int:
+        """Valid cells."""
+        return int(self.lat.shape[0])
 
 
-def level_cells(store: EmbeddingStore, psm_zoom: int) -> LevelCells:
-    """Read all valid cells of one level."""
-    level = next(lv for lv in store.levels if lv.psm_zoom == psm_zoom)
-    hs, lats, lons = [], [], []
-    for tx, ty in store.extent(psm_zoom).tiles():
-        h, valid = store.read_chunk(psm_zoom, tx, ty)
-        if not valid.any():
-            continue
-        cx0, cx1, cy0, cy1 = level.chunk_cells(tx, ty)
-        lon_g, lat_g = np.meshgrid(
-            level.cell_centers_lon(np.arange(cx0, cx1)), level.cell_centers_lat(np.arange(cy0, cy1))
-        )
-        hs.append(h[valid].astype(np.float32))
-        lats.append(lat_g[valid])
-        lons.append(lon_g[valid])
-    if not hs:
+def level_grid(store: EmbeddingStore, psm_zoom: int) -> LevelGrid:
+    """The valid cells of one level and their centres."""
+    ext = store.extent(psm_zoom)
+    valid = np.asarray(store.array(psm_zoom, "valid")[:], bool)
+    if not valid.any():
         raise ValueError(f"level {psm_zoom} of the store has no valid cells")
-    return LevelCells(np.concatenate(hs), np.concatenate(lats), np.concatenate(lons))
-
-
-def _batches(n: int, size: int) -> Iterator[slice]:
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
+    cells = ext.cells
+    lon, lat = np.meshgrid(cells.lon, cells.lat)
+    return LevelGrid(cells, valid, lat[valid], lon[valid])
 
 
 @torch.no_grad()
-def fused_cells(
-    model: PSM,
-    cells: LevelCells,
-    month: int | None = None,
-    hour: int | None = None,
-    batch: int = 8192,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mu (N, D), c (N,)) of the cells fused with location and the given month/hour."""
-    model.eval()
-    mus, cs = [], []
-    n = cells.h.shape[0]
-    for sl in _batches(n, batch):
-        k = sl.stop - sl.start
-        meta = make_metadata(
-            cells.lat[sl],
-            cells.lon[sl],
-            None if month is None else np.full(k, month),
-            None if hour is None else np.full(k, hour),
-        )
-        g = model.fuse(torch.from_numpy(cells.h[sl]).to(model.device), meta)
-        mus.append(g.mu.float().cpu().numpy())
-        cs.append(variance_sum(g.logvar.float()).cpu().numpy())
-    return np.concatenate(mus), np.concatenate(cs)
-
-
-@torch.no_grad()
-def class_query_embeddings(model: PSM) -> tuple[np.ndarray, np.ndarray]:
-    """(mu (14, D), c (14,)) of each class's free-form text query."""
+def class_query_embeddings(model: PSM) -> list[QueryEmbedding]:
+    """Each class's free-form text query, embedded."""
     model.eval()
     g = model.embed_texts(list(CLASS_QUERIES))
-    return g.mu.float().cpu().numpy(), variance_sum(g.logvar.float()).cpu().numpy()
+    return [
+        QueryEmbedding.from_gaussian("text", g.mu, g.logvar, k) for k in range(len(CLASS_NAMES))
+    ]
 
 
 @torch.no_grad()
@@ -224,29 +195,68 @@ def class_audio_means(model: PSM, dataset: DemoWorldDataset, n: int = 1000) -> n
 
 def ideal_cells(
     place_features: dict[str, np.ndarray],
-    cells: LevelCells,
+    lat: np.ndarray,
     class_means: np.ndarray,
     month: int | None = None,
     hour: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, c = 0) of ideal cells: the unit-length mixture of the classes' mean audio embeddings,
-    weighted by the world's true class probabilities at the cell (and month/hour).
+) -> np.ndarray:
+    """Unit means of ideal cells: the mixture of the classes' mean audio embeddings, weighted by
+    the world's true class probabilities at the cell (and month/hour); their variance is 0.
 
     `place_features` are the geo layers sampled at the cells (`GeoLayers.sample`).
     """
     probs = class_distribution(
         place_features,
-        cells.lat,
+        lat,
         None if month is None else np.array(month),
         None if hour is None else np.array(hour),
     )
     mu = probs @ class_means
     mu /= np.linalg.norm(mu, axis=1, keepdims=True)
-    return mu.astype(np.float32), np.zeros(mu.shape[0], np.float32)
+    return mu.astype(np.float32)
 
 
-# (month, hour) -> (mu, c) of every cell; called once per class and hour, so it should cache.
-CellEmbedder = Callable[[int | None, int | None], tuple[np.ndarray, np.ndarray]]
+# (class, month, hour) -> (-CSD, the cells' variance sum) of every valid cell for that class's
+# query; called once per class and hour.
+CellScorer = Callable[[int, int | None, int | None], tuple[np.ndarray, np.ndarray]]
+
+
+def model_scorer(
+    model: PSM, store: EmbeddingStore, grid: LevelGrid, queries: list[QueryEmbedding]
+) -> CellScorer:
+    """Scores of the model's fused cells: `score_region` over the whole level, the same path
+    the tiles are drawn by (fused blocks are kept per metadata, so each fuses once)."""
+    fusion = MemoFusion(model, store)
+    level = grid.extent.level
+
+    def score(k: int, month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
+        ds = score_region(
+            model, store, queries[k], Metadata(month=month, hour=hour), level, grid.extent,
+            fusion=fusion, variables=("score", "variance"),
+        )  # fmt: skip
+        return ds["score"].values[grid.valid], ds["variance"].values[grid.valid]
+
+    return score
+
+
+def ideal_scorer(
+    features: dict[str, np.ndarray],
+    grid: LevelGrid,
+    class_means: np.ndarray,
+    queries: list[QueryEmbedding],
+) -> CellScorer:
+    """Scores of ideal cells (`ideal_cells`) against the same queries."""
+
+    @functools.cache
+    def cells(month: int | None, hour: int | None) -> np.ndarray:
+        return ideal_cells(features, grid.lat, class_means, month, hour)
+
+    def score(k: int, month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
+        mu = cells(month, hour)
+        zero = np.zeros(mu.shape[0], np.float32)
+        return score_cells(mu, zero, queries[k].mu, queries[k].c), zero
+
+    return score
 
 
 @dataclass
@@ -279,38 +289,31 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def _scores(
-    embed: CellEmbedder,
-    queries: tuple[np.ndarray, np.ndarray],
+    scorer: CellScorer,
     k: int,
     month: int | None,
     hour: int | None,
     where: np.ndarray | None = None,
     variance: bool = True,
 ) -> np.ndarray:
-    """Class k's query scores of the cells (those in `where`) under one month/hour."""
-    mu, c = embed(month, hour)
-    if where is not None:
-        mu, c = mu[where], c[where]
+    """Class k's query scores of the cells (those in `where`) under one month/hour; without
+    `variance`, the distance between means alone (the cells' variance term taken back out)."""
+    score, var = scorer(k, month, hour)
     if not variance:
-        c = np.zeros_like(c)
-    return score_cells(mu, c, queries[0][k], float(queries[1][k]))
+        score = score + var
+    return score if where is None else score[where]
 
 
-def _aucs(
-    embed: CellEmbedder, queries: tuple[np.ndarray, np.ndarray], likely: dict[int, np.ndarray]
-) -> dict[str, float]:
+def _aucs(scorer: CellScorer, likely: dict[int, np.ndarray]) -> dict[str, float]:
     """ROC-AUC of each class query's year- and day-average scores against "class likely here"."""
     return {
-        name: roc_auc(_scores(embed, queries, k, None, None), likely[k])
+        name: roc_auc(_scores(scorer, k, None, None), likely[k])
         for k, name in enumerate(CLASS_NAMES)
     }
 
 
 def _hour_wins(
-    embed: CellEmbedder,
-    queries: tuple[np.ndarray, np.ndarray],
-    likely: dict[int, np.ndarray],
-    variance: bool = True,
+    scorer: CellScorer, likely: dict[int, np.ndarray], variance: bool = True
 ) -> dict[str, float]:
     """Per time-dependent class: share of its likely cells where its right hours score higher."""
     wins: dict[str, float] = {}
@@ -319,10 +322,7 @@ def _hour_wins(
         if not where.any():
             continue
         at = [
-            np.mean(
-                [_scores(embed, queries, k, CONTRAST_MONTH, h, where, variance) for h in hours],
-                axis=0,
-            )
+            np.mean([_scores(scorer, k, CONTRAST_MONTH, h, where, variance) for h in hours], axis=0)
             for hours in (right, wrong)
         ]
         wins[CLASS_NAMES[k]] = float(np.mean(at[0] > at[1]))
@@ -343,35 +343,24 @@ def map_report(
     mean score over the class's likely hours with the mean over its unlikely hours in June.
     With `class_means` (see `class_audio_means`) the same tests run on ideal cells too.
     """
-    cells = level_cells(store, psm_zoom)
+    grid = level_grid(store, psm_zoom)
     queries = class_query_embeddings(model)
-    likely = {
-        k: class_likely_here(layers, cells.lat, cells.lon, k) for k in range(len(CLASS_NAMES))
-    }
-
-    @functools.cache
-    def model_cells(month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
-        return fused_cells(model, cells, month, hour)
-
-    auc = _aucs(model_cells, queries, likely)
-    wins = _hour_wins(model_cells, queries, likely)
+    likely = {k: class_likely_here(layers, grid.lat, grid.lon, k) for k in range(len(CLASS_NAMES))}
+    scorer = model_scorer(model, store, grid, queries)
+    auc = _aucs(scorer, likely)
+    wins = _hour_wins(scorer, likely)
     report = MapReport(
         psm_zoom,
-        int(cells.h.shape[0]),
+        grid.n_cells,
         auc,
         _mean(auc.values()),
         wins,
         _mean(wins.values()),
-        _hour_wins(model_cells, queries, likely, variance=False),
+        _hour_wins(scorer, likely, variance=False),
     )
     if class_means is not None:
-        features = layers.sample(cells.lat, cells.lon)
-
-        @functools.cache
-        def ideal(month: int | None, hour: int | None) -> tuple[np.ndarray, np.ndarray]:
-            return ideal_cells(features, cells, class_means, month, hour)
-
-        report.ideal_auc = _aucs(ideal, queries, likely)
-        report.ideal_hour_wins = _hour_wins(ideal, queries, likely)
+        ideal = ideal_scorer(layers.sample(grid.lat, grid.lon), grid, class_means, queries)
+        report.ideal_auc = _aucs(ideal, likely)
+        report.ideal_hour_wins = _hour_wins(ideal, likely)
         report.ideal_mean_auc = _mean(report.ideal_auc.values())
     return report
