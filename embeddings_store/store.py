@@ -394,7 +394,7 @@ def _create_level(root: zarr.Group, ext: LevelExtent, dim: int, with_fused: bool
     g.attrs.update(ext.to_json())
     rows, cols = ext.shape
     n = lv.n
-    # name -> (dtype, fill, per-cell vector?) ; the schema of DESIGN §4 as data
+    # name -> (dtype, fill, per-cell vector?): the store's schema as data
     variables = {"h": ("float16", 0, True), "valid": ("bool", False, False)}
     if with_fused:
         variables |= {name: (dtype, 0, vector) for name, (dtype, vector) in PRECOMPUTED.items()}

@@ -11,7 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from model.errors import ConfigError
 
-# Reference vocabularies (psm-reference.md §3.1); indices are baked into released checkpoints.
+# Reference vocabularies; indices are baked into released checkpoints (docs/ARCHITECTURE.md,
+# "Metadata").
 AUDIO_SOURCES: dict[str, int] = {"yfcc": 0, "inat": 1, "aporee": 2, "freesound": 3}
 CAPTION_SOURCES: dict[str, int] = {"meta": 0, "qwen": 1, "pengi": 2}
 METADATA_COMPONENTS: tuple[str, ...] = ("asource", "tsource", "latlong", "month", "time")
@@ -99,7 +100,7 @@ class TextTowerConfig(_Strict):
 
 
 class LossConfig(_Strict):
-    """Training objective and its initial values (psm-reference.md §4, §8)."""
+    """Training objective and its initial values (docs/ARCHITECTURE.md, "Loss")."""
 
     type: Literal["pcmepp", "infonce"] = "pcmepp"
     init_shift: float = 5.0

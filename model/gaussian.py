@@ -18,7 +18,7 @@ class GaussianEmbedding(NamedTuple):
 
     `mu` is L2-normalised, `logvar` is log sigma^2 (the reference's 'std' head output) and
     `raw_mu` the unnormalised mean-head output, which text-conditioned queries sum before
-    normalising (psm-reference.md §5.2).
+    normalising (docs/ARCHITECTURE.md, "Scores").
     """
 
     mu: Tensor

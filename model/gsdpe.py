@@ -1,7 +1,7 @@
 """Ground-sample-distance positional embedding (GSDPE), as coded in Scale-MAE and PSM.
 
 Positions are patch indices multiplied by `res = zoom * native GSD` (no reference GSD and no
-correction for resizing: the released weights were trained that way, psm-reference.md §1.2).
+correction for resizing: the released weights were trained that way, docs/ARCHITECTURE.md, "GSDPE").
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Import the official PSM PyTorch-Lightning `.ckpt` files into our model (psm-reference.md §7).
+"""Import the official PSM PyTorch-Lightning `.ckpt` files into our model.
+
+The key layout is described in docs/ARCHITECTURE.md, "Checkpoints".
 
 The reference loads its own checkpoints with `strict=False`, so a renamed or missing tensor goes
-unnoticed there (§10.20). Here every key must be accounted for: the architecture is taken from
+unnoticed there. Here every key must be accounted for: the architecture is taken from
 the base config plus the checkpoint's `hyper_parameters`, cross-checked against what the tensor
 shapes reveal, and the renamed state dict is loaded strictly. Only buffers whose presence depends
 on the transformers/torch version that wrote the file are tolerated on either side.

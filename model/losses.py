@@ -1,7 +1,8 @@
 """PCME++ (closed-form sampled distance) loss with pseudo-positives and VIB, and InfoNCE.
 
-Follows the reference criterion (psm-reference.md §4): BCE over all B^2 pairs with one learnable
-(a, b) shared by every modality pair, loss = 2*BCE + alpha*(pseudo i2t + pseudo t2i) + beta*VIB.
+Follows the reference criterion (docs/ARCHITECTURE.md, "Loss"): BCE over all B^2 pairs with
+one learnable (a, b) shared by every modality pair,
+loss = 2*BCE + alpha*(pseudo i2t + pseudo t2i) + beta*VIB.
 """
 
 from __future__ import annotations

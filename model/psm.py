@@ -27,7 +27,7 @@ def build_text_tower(config: ModelConfig, load_weights: bool) -> nn.Module:
 
 
 class PSM(nn.Module):
-    """Probabilistic soundscape mapping model (psm-reference.md §0.1)."""
+    """Probabilistic soundscape mapping model (docs/ARCHITECTURE.md, "The model")."""
 
     def __init__(self, config: ModelConfig, load_pretrained: bool = False) -> None:
         super().__init__()
@@ -62,7 +62,7 @@ class PSM(nn.Module):
         """Fuse metadata into h_i and apply the image heads; None = every component masked.
 
         Models with a fuser always run it, also without metadata (never skipped: skipping is
-        out of distribution for metadata-trained checkpoints, psm-reference.md §10.6).
+        out of distribution for metadata-trained checkpoints, docs/ARCHITECTURE.md, "Metadata").
         """
         if self.fuser is not None:
             if meta is None:

@@ -104,6 +104,22 @@ class QueryEmbedding:
             float(uncertainty(logvar.float())[row]),
         )
 
+    @classmethod
+    def from_text(cls, model: torch.nn.Module, text: str) -> QueryEmbedding:
+        """A text query embedded by a PSM model (in eval mode)."""
+        with torch.inference_mode():
+            g = model.embed_texts([text])
+        return cls.from_gaussian("text", g.mu, g.logvar)
+
+    @classmethod
+    def from_audio(
+        cls, model: torch.nn.Module, wave: np.ndarray, sample_rate: int
+    ) -> QueryEmbedding:
+        """An audio query, (samples,) or (channels, samples), embedded by a PSM model."""
+        with torch.inference_mode():
+            g = model.embed_audio([wave], sample_rate)
+        return cls.from_gaussian("audio", g.mu, g.logvar)
+
     def to_bytes(self) -> bytes:
         """Raw header + float32 mean (cache values are bytes, never pickles)."""
         mu = np.ascontiguousarray(self.mu, dtype=np.float32)

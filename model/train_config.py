@@ -11,7 +11,7 @@ from model.transforms import PSM_ZOOM_LEVELS
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings; defaults are the reference's (psm-reference.md §8)."""
+    """Optimisation settings; defaults are the reference's (docs/ARCHITECTURE.md, "Loss")."""
 
     steps: int = 1000
     batch_size: int = 128

@@ -1,6 +1,7 @@
 """Vision transformer with the GSD positional embedding (SatMAE/Scale-MAE, global-pool variant).
 
-Module names follow timm's so that the released weights map one-to-one (psm-reference.md §7).
+Module names follow timm's so that the released weights map one-to-one (docs/ARCHITECTURE.md,
+"Checkpoints").
 """
 
 from __future__ import annotations

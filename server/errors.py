@@ -88,7 +88,7 @@ def validation_message(errors: Iterable[Mapping[str, Any]]) -> str:
     for e in errors:
         loc = [str(p) for p in e.get("loc", ())]
         where = f"{loc[0]} {'.'.join(loc[1:])}".strip() if loc else "request"
-        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+        parts.append(f"{where}: {' '.join(str(e.get('msg', 'invalid')).split())}")
     return "; ".join(parts) or "invalid request"
 
 

@@ -84,6 +84,9 @@ class SoundscapeFactory:
             list(cfg.audio_sources), list(cfg.caption_sources),
             [lv.psm_zoom for lv in engine.levels], engine.zoom_range,
         )  # fmt: skip
+        self.level_query = Annotated[
+            self.params.psm_zoom | None, Query(description="PSM zoom (default: by web zoom)")
+        ]
         self.register_routes()
 
     def register_routes(self) -> None:
@@ -148,8 +151,7 @@ class SoundscapeFactory:
     # -- route families -----------------------------------------------------------------------
     def tile_routes(self) -> None:
         """Heatmap, uncertainty and imagery tiles."""
-        p, tiles = self.params, self.svc.tiles
-        Level = Annotated[p.psm_zoom | None, Query(description="PSM zoom (default: by web zoom)")]
+        p, tiles, Level = self.params, self.svc.tiles, self.level_query
 
         @self.router.get(
             "/tiles/{query}/{z}/{x}/{y}.png", response_class=Response, responses=TILE_RESPONSES,
@@ -257,7 +259,10 @@ class SoundscapeFactory:
             query_id: QueryIdPath,
             meta: Annotated[p.metadata, Depends()],
             render: Annotated[p.heatmap_render, Depends()],
+            level: self.level_query = None,  # type: ignore[valid-type]
         ) -> dict[str, Any]:
+            # The tile parameters are parsed only to validate and document what the tile URLs
+            # carry: they pass through in the query string.
             await self.resolve(query_id)
             base = str(request.base_url).rstrip("/")
             qs = f"?{request.url.query}" if request.url.query else ""

@@ -1,10 +1,10 @@
 """A whole level's fused cells as one matrix, for exact top-k search over large bboxes.
 
--CSD ranks like the inner product of [mu, -c/2] with [mu_q, 1] (DESIGN §3), so an exact
-inner-product search over the augmented vectors is an exact -CSD top-k. Backends: numpy (one
-float32 matvec, memory-bound: on CPU it beat faiss's flat index 3x for a single query here)
-or faiss (IndexFlatIP with a bitmap selector for the bbox; on GPU hosts the index moves to the
-GPUs when faiss-gpu is installed).
+-CSD ranks like the inner product of [mu, -c/2] with [mu_q, 1] (docs/ARCHITECTURE.md, "Scores"),
+so an exact inner-product search over the augmented vectors is an exact -CSD top-k. Backends:
+numpy (one float32 matvec, memory-bound: on CPU it beat faiss's flat index 3x for a single
+query here) or faiss (IndexFlatIP with a bitmap selector for the bbox; on GPU hosts the index
+moves to the GPUs when faiss-gpu is installed).
 """
 
 from __future__ import annotations

@@ -78,9 +78,7 @@ class QueryRegistry:
         qid = text_query_id(self.model_id, norm)
 
         def embed() -> bytes:
-            with torch.inference_mode():
-                g = self.model.embed_texts([norm])
-            return QueryEmbedding.from_gaussian("text", g.mu, g.logvar).to_bytes()
+            return QueryEmbedding.from_text(self.model, norm).to_bytes()
 
         data, _ = self.cache.get_or_compute(self._key(qid), embed)
         return qid, QueryEmbedding.from_bytes(data)
@@ -93,10 +91,11 @@ class QueryRegistry:
         def embed() -> bytes:
             # (frames, channels) -> (channels, frames): the tower averages channels itself.
             wave = np.ascontiguousarray(audio.samples.T)
-            with self._audio_lock, torch.inference_mode():
-                g = self.model.embed_audio([wave if wave.shape[0] > 1 else wave[0]],
-                                           audio.sample_rate)  # fmt: skip
-            return QueryEmbedding.from_gaussian("audio", g.mu, g.logvar).to_bytes()
+            with self._audio_lock:
+                emb = QueryEmbedding.from_audio(
+                    self.model, wave if wave.shape[0] > 1 else wave[0], audio.sample_rate
+                )
+            return emb.to_bytes()
 
         value, _ = self.cache.get_or_compute(self._key(qid), embed)
         return qid, QueryEmbedding.from_bytes(value)

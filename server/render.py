@@ -95,11 +95,3 @@ def encode_rgb_png(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
-
-
-def decode_indices(png: bytes) -> np.ndarray:
-    """Palette indices of a tile PNG (for tests and tools)."""
-    img = Image.open(io.BytesIO(png))
-    if img.mode != "P":
-        raise ValueError(f"not a palette PNG (mode {img.mode})")
-    return np.asarray(img)

@@ -1,4 +1,5 @@
-"""The dependency direction is one way: server -> embeddings_store -> model (DESIGN §2)."""
+"""The dependency direction is one way: server -> embeddings_store -> model
+(docs/ARCHITECTURE.md, "Layers"), and no module imports itself back through others."""
 
 from __future__ import annotations
 
@@ -50,3 +51,46 @@ def test_every_public_function_has_a_docstring():
                 if ast.get_docstring(node) is None:
                     missing.append(f"{f.relative_to(ROOT)}:{node.lineno} {node.name}")
     assert missing == []
+
+
+def project_imports() -> dict[str, set[str]]:
+    """module -> project modules it imports (at module level or inside functions)."""
+    modules = {}
+    for package in ("model", "embeddings_store", "server"):
+        for f in (ROOT / package).rglob("*.py"):
+            parts = f.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            modules[name] = f
+    graph: dict[str, set[str]] = {}
+    for name, f in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            deps |= {t for t in targets if t in modules and t != name}
+        graph[name] = deps
+    return graph
+
+
+def test_no_import_cycles():
+    graph = project_imports()
+    assert len(graph) > 60
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    cycles = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*path[path.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*path, dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []

@@ -643,14 +643,20 @@ def test_open_refuses_missing_and_foreign(tmp_path: Path) -> None:
         EmbeddingStore.open(tmp_path / "plain.zarr")
 
 
-def test_other_schema_version_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("other", [SCHEMA_VERSION - 1, SCHEMA_VERSION + 1])
+def test_other_schema_version_refused(tmp_path: Path, other: int) -> None:
+    """An older store (schema 1 had no u0) or a newer one: one line with the rebuild command."""
     path = tmp_path / "s.zarr"
     make(path)
     root = zarr.open_group(str(path), mode="r+", zarr_format=3)
-    root.attrs["schema_version"] = SCHEMA_VERSION + 1
+    root.attrs["schema_version"] = other
     with pytest.raises(StoreMismatchError, match="schema") as info:
         EmbeddingStore.open(path)
-    assert "--overwrite" in str(info.value)
+    message = str(info.value)
+    assert "\n" not in message and "--overwrite" in message
+    # The line names the command that rebuilds it, with the store's own imagery and path.
+    assert f"soundscape precompute --imagery {IMAGERY['source']}" in message
+    assert f"--store {path}" in message
     with pytest.raises(StoreMismatchError, match="schema"):
         make(path)  # a resumed job refuses it too
     assert make(path, overwrite=True).attrs["schema_version"] == SCHEMA_VERSION

@@ -35,7 +35,7 @@ def test_masked_components_do_not_influence_the_output(tiny_model):
 
 
 def test_masking_equals_omitting_the_token(tiny_model):
-    """Zeroed + key-masked tokens are exactly absent tokens (psm-reference.md §3.4)."""
+    """Zeroed + key-masked tokens are exactly absent tokens (docs/ARCHITECTURE.md, "Metadata")."""
     fuser = tiny_model.fuser
     h = torch.randn(3, tiny_model.config.embed_dim)
     meta = metadata(3, month=None, hour=None, asource=None, tsource=None, use_location=False)

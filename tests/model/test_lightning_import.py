@@ -1,7 +1,7 @@
 """Importing official PSM Lightning checkpoints, on tiny files written in the reference layout.
 
-Reference key names are spelled out here as psm-reference.md §7 lists them (never derived from
-the importer's mapping table), so a wrong entry in that table fails these tests.
+Reference key names are spelled out here as docs/ARCHITECTURE.md, "Checkpoints" lists them
+(never derived from the importer's mapping table), so a wrong entry in that table fails these tests.
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def reference_shapes(
     probabilistic: bool = True,
     depth: int | None = None,
 ) -> dict[str, tuple[int, ...]]:
-    """Non-CLAP reference keys and shapes (psm-reference.md §7) at the config's sizes."""
+    """Non-CLAP reference keys and shapes at the config's sizes (docs/ARCHITECTURE.md,
+    "Checkpoints")."""
     e, p, d = cfg.image.embed_dim, cfg.image.patch_size, cfg.embed_dim
     hidden = int(e * cfg.image.mlp_ratio)
     s: dict[str, tuple[int, ...]] = {

@@ -1,4 +1,5 @@
-"""The HTTP contract (DESIGN §5) against a real uvicorn process backed by a real redis-server."""
+"""The HTTP contract (docs/ARCHITECTURE.md, "HTTP") against a real uvicorn process backed by a
+real redis-server."""
 
 from __future__ import annotations
 
@@ -409,8 +410,9 @@ def test_queries_can_be_looked_up_without_registering(client, text_query):
         r = client.get(f"/queries/{unknown}")
         assert r.status_code == 404 and "POST /queries" in r.json()["detail"]
     r = client.get("/queries/birds%20at%20dawn")
-    assert r.status_code == 422 and "path query_id: String should match pattern" in (
-        r.json()["detail"]
+    assert (
+        r.status_code == 422
+        and "path query_id: String should match pattern" in (r.json()["detail"])
     )
 
 

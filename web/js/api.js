@@ -1,4 +1,4 @@
-// Talking to the soundscape service (DESIGN §5). Every request goes to our own origin; every
+// Talking to the soundscape service (docs/ARCHITECTURE.md, "HTTP"). Every request goes to our own origin; every
 // failure becomes an ApiError whose message a person can act on.
 
 import { activity } from './status.js';
