@@ -29,7 +29,7 @@ from server.models import (
     similarity_request,
     similarity_results,
 )
-from server.params import AnyColormap, build_params
+from server.params import AnyColormap, build_params, inline
 from server.queries import MAX_TEXT_CHARS, QUERY_ID_PATTERN, is_query_id, text_query_id
 from server.render import HEATMAP_COLORMAPS, UNCERTAINTY_COLORMAPS, palette
 from server.service import Service
@@ -84,8 +84,16 @@ class SoundscapeFactory:
             list(cfg.audio_sources), list(cfg.caption_sources),
             [lv.psm_zoom for lv in engine.levels], engine.zoom_range,
         )  # fmt: skip
+        p = self.params
+        # Parsed request parameters, declared once (server/params.py) and solved on the loop.
+        self.Tile = Annotated[p.tile, Depends(inline(p.tile))]
+        self.Meta = Annotated[p.metadata, Depends(inline(p.metadata))]
+        self.HeatmapRender = Annotated[p.heatmap_render, Depends(inline(p.heatmap_render))]
+        self.UncertaintyRender = Annotated[
+            p.uncertainty_render, Depends(inline(p.uncertainty_render))
+        ]
         self.level_query = Annotated[
-            self.params.psm_zoom | None, Query(description="PSM zoom (default: by web zoom)")
+            p.psm_zoom | None, Query(description="PSM zoom (default: by web zoom)")
         ]
         self.register_routes()
 
@@ -151,7 +159,7 @@ class SoundscapeFactory:
     # -- route families -----------------------------------------------------------------------
     def tile_routes(self) -> None:
         """Heatmap, uncertainty and imagery tiles."""
-        p, tiles, Level = self.params, self.svc.tiles, self.level_query
+        tiles, Level = self.svc.tiles, self.level_query
 
         @self.router.get(
             "/tiles/{query}/{z}/{x}/{y}.png", response_class=Response, responses=TILE_RESPONSES,
@@ -160,9 +168,9 @@ class SoundscapeFactory:
         async def heatmap_tile(
             request: Request,
             query: QueryPath,
-            tile: Annotated[p.tile, Depends()],
-            meta: Annotated[p.metadata, Depends()],
-            render: Annotated[p.heatmap_render, Depends()],
+            tile: self.Tile,
+            meta: self.Meta,
+            render: self.HeatmapRender,
             level: Level = None,
         ) -> Response:
             lv = tiles.address(tile.z, tile.x, tile.y, level)
@@ -178,9 +186,9 @@ class SoundscapeFactory:
         )  # fmt: skip
         async def uncertainty_tile(
             request: Request,
-            tile: Annotated[p.tile, Depends()],
-            meta: Annotated[p.metadata, Depends()],
-            render: Annotated[p.uncertainty_render, Depends()],
+            tile: self.Tile,
+            meta: self.Meta,
+            render: self.UncertaintyRender,
             level: Level = None,
         ) -> Response:
             lv = tiles.address(tile.z, tile.x, tile.y, level)
@@ -194,14 +202,14 @@ class SoundscapeFactory:
             summary="Base-map tile rendered from the store's imagery (works offline)",
             tags=["tiles"],
         )  # fmt: skip
-        async def imagery_tile(request: Request, tile: Annotated[p.tile, Depends()]) -> Response:
+        async def imagery_tile(request: Request, tile: self.Tile) -> Response:
             tiles.address(tile.z, tile.x, tile.y)
             key = tiles.imagery_key(tile.z, tile.x, tile.y)
             return await self.png(request, "imagery", key, tiles.imagery, tile.z, tile.x, tile.y)
 
     def query_routes(self) -> None:
         """Register a query, look one up, its TileJSON."""
-        svc, p = self.svc, self.params
+        svc = self.svc
         upload_doc = (
             f"WAV, FLAC, OGG (Vorbis/Opus) or MP3; at most {svc.settings.max_audio_s:g} s, "
             f"{svc.settings.max_channels} channels, {svc.settings.max_sample_rate} Hz"
@@ -257,8 +265,8 @@ class SoundscapeFactory:
         async def tilejson(
             request: Request,
             query_id: QueryIdPath,
-            meta: Annotated[p.metadata, Depends()],
-            render: Annotated[p.heatmap_render, Depends()],
+            meta: self.Meta,
+            render: self.HeatmapRender,
             level: self.level_query = None,  # type: ignore[valid-type]
         ) -> dict[str, Any]:
             # The tile parameters are parsed only to validate and document what the tile URLs
@@ -282,14 +290,14 @@ class SoundscapeFactory:
 
     def legend_route(self) -> None:
         """The colour scale and value range of a map."""
-        svc, p = self.svc, self.params
+        svc = self.svc
 
         @self.router.get(
             "/legend", summary="Colour scale and value range of a map", tags=["tiles"],
             responses=responses(404, 422, 503),
         )  # fmt: skip
         async def legend(
-            meta: Annotated[p.metadata, Depends()],
+            meta: self.Meta,
             query: Annotated[
                 str | None,
                 Query(max_length=4 * MAX_TEXT_CHARS,

@@ -9,6 +9,9 @@ No `from __future__ import annotations`: FastAPI must see these locally built ty
 """
 
 import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from typing import Annotated, Any
@@ -37,6 +40,20 @@ def _enum(name: str, values: list[str]) -> type[Enum]:
 HeatmapColormap = _enum("HeatmapColormap", list(HEATMAP_COLORMAPS))
 UncertaintyColormap = _enum("UncertaintyColormap", list(UNCERTAINTY_COLORMAPS))
 AnyColormap = _enum("Colormap", list(dict.fromkeys(HEATMAP_COLORMAPS + UNCERTAINTY_COLORMAPS)))
+
+
+@functools.cache
+def inline(cls: type) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """`cls` as an async dependency with the same parameters: FastAPI runs async dependencies
+    on the event loop, sync ones (a dataclass constructor) in its thread pool, which costs a
+    cached tile most of its time."""
+
+    async def make(**kwargs: Any) -> Any:
+        return cls(**kwargs)
+
+    make.__signature__ = inspect.signature(cls)  # type: ignore[attr-defined]
+    make.__name__ = cls.__name__
+    return make
 
 
 def _metadata_of(params: Any) -> Metadata:
