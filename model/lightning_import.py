@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import types
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -92,39 +92,43 @@ def _is_volatile(key: str) -> bool:
 
 
 # -- reading the file ---------------------------------------------------------------------------
-class _MissingClass(dict):
-    """Stand-in for classes of packages that are not installed here (e.g. Lightning's own).
-
-    A dict subclass so that dict-like objects (AttributeDict hyper-parameters) keep their items;
-    everything else about such objects is irrelevant because only tensors and plain values are
-    read from the checkpoint.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__()
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2:
-            state = state[0]
-        if isinstance(state, dict):
-            self.__dict__.update(state)
+# The only globals a checkpoint may name besides tensors and plain containers: Lightning's
+# AttributeDict (where Lightning 2.x unified, 2.x standalone and 1.x define it), read as the
+# plain dict it is, and argparse's Namespace for hyper-parameters saved as one. Nothing of
+# Lightning is imported or run. torch's weights-only unpickler refuses every other global, so a
+# file crafted to call os.system (or anything else) is refused without running it.
+LIGHTNING_SAFE_GLOBALS: list[Any] = [
+    (dict, "lightning.fabric.utilities.data.AttributeDict"),
+    (dict, "lightning_fabric.utilities.data.AttributeDict"),
+    (dict, "pytorch_lightning.utilities.parsing.AttributeDict"),
+    argparse.Namespace,
+]
 
 
-class _LenientUnpickler(pickle.Unpickler):
-    # Lightning checkpoints may pickle Lightning classes; nobody should need Lightning installed
-    # to read the tensors out of one.
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return _MissingClass
+_REFUSALS = ("GLOBAL", "Can only build", "Can only create new object", "call reduce")
 
 
-def _lenient_pickle_module() -> types.ModuleType:
-    mod = types.ModuleType("psm_lenient_pickle")
-    mod.Unpickler = _LenientUnpickler  # type: ignore[attr-defined]
-    mod.load = lambda f, **kw: _LenientUnpickler(f, **kw).load()  # type: ignore[attr-defined]
-    return mod
+def _unpickling_reason(exc: Exception) -> str:
+    """The part of torch's weights-only error that says what went wrong (not its advice)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    advice = ("Weights only load failed", "Please file an issue", "Check the documentation",
+              "(1)", "(2)")  # fmt: skip
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for i, line in enumerate(lines):
+        if "WeightsUnpickler error:" in line:
+            rest = line.split("WeightsUnpickler error:", 1)[1].strip()
+            line = rest or (lines[i + 1] if i + 1 < len(lines) else "")
+        elif line.startswith(advice):
+            continue
+        if line:
+            return line.split(". Please use")[0][:300]
+    return type(exc).__name__
+
+
+def _refused_global(exc: Exception) -> str | None:
+    """What the weights-only unpickler refused to build or call; None for other failures."""
+    reason = _unpickling_reason(exc)
+    return reason if any(word in reason for word in _REFUSALS) else None
 
 
 def read_lightning_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -133,10 +137,18 @@ def read_lightning_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
     try:
-        # Trusted user files (the official releases); full unpickling is what Lightning wrote.
-        ckpt = torch.load(
-            path, map_location="cpu", weights_only=False, pickle_module=_lenient_pickle_module()
-        )
+        with torch.serialization.safe_globals(LIGHTNING_SAFE_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        refused = _refused_global(exc)
+        if refused is None:
+            raise CheckpointError(
+                f"{str(path)!r} is not a readable PyTorch checkpoint ({_unpickling_reason(exc)})"
+            ) from exc
+        raise CheckpointError(
+            f"{str(path)!r} holds more than tensors and plain values ({refused}); refused "
+            "without running it: a checkpoint must never run code"
+        ) from exc
     except Exception as exc:
         hint = ""
         if path.suffix == ".safetensors":
@@ -158,9 +170,8 @@ def read_lightning_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict
             f"{str(path)!r}: state_dict entries that are not named tensors: {bad[:_REPORT_LIMIT]}"
         )
     hparams = ckpt.get("hyper_parameters") or {}
-    if not isinstance(hparams, Mapping):
-        # Lightning may store an argparse.Namespace-like object when hparams were not a dict.
-        hparams = dict(getattr(hparams, "__dict__", {}))
+    if isinstance(hparams, argparse.Namespace):
+        hparams = vars(hparams)
     return state, dict(hparams)
 
 

@@ -192,7 +192,9 @@ class Trainer:
         path = self.workdir / self.STATE
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        # Tensors and plain values only: a state file must never run code (torch's weights-only
+        # unpickler refuses anything else).
+        state = torch.load(path, map_location=self.device, weights_only=True)
         if state["model_config"] != self.model.config.to_json():
             raise ValueError(
                 f"{path} was written for a different model config; use another --workdir"

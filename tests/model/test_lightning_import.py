@@ -546,23 +546,86 @@ def test_unknown_sat_type_is_reported(tmp_path: Path, ref_state):
         import_lightning_checkpoint(path, "test")
 
 
-def test_lightning_classes_need_no_lightning(tmp_path: Path, ref_state, monkeypatch):
-    # Hyper-parameters pickled as a class of a package that is absent when importing.
-    fake = types.ModuleType("fake_lightning_pkg")
+def fake_class(monkeypatch, module: str, name: str = "AttributeDict", base: type = dict) -> type:
+    """A class pickled under `module.name`, importable only while the test writes the file."""
+    cls = type(name, (base,), {"__module__": module, "__qualname__": name})
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        mod = sys.modules.get(".".join(parts[:i])) or types.ModuleType(".".join(parts[:i]))
+        monkeypatch.setitem(sys.modules, ".".join(parts[:i]), mod)
+    setattr(sys.modules[module], name, cls)
+    return cls
 
-    class AttributeDict(dict):
-        pass
 
-    AttributeDict.__module__ = "fake_lightning_pkg"
-    AttributeDict.__qualname__ = "AttributeDict"
-    fake.AttributeDict = AttributeDict  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "fake_lightning_pkg", fake)
+@pytest.mark.parametrize(
+    "module",
+    [
+        "lightning.fabric.utilities.data",
+        "lightning_fabric.utilities.data",
+        "pytorch_lightning.utilities.parsing",
+    ],
+)
+def test_lightning_attribute_dicts_need_no_lightning(
+    tmp_path: Path, ref_state, monkeypatch, module
+):
+    # Hyper-parameters pickled as Lightning's AttributeDict, read where Lightning is absent.
+    cls = fake_class(monkeypatch, module)
     path = write_ckpt(
-        tmp_path / "pl.ckpt", ref_state, AttributeDict(hyper_parameters(sat_type="googleEarth"))
+        tmp_path / "pl.ckpt", ref_state, cls(hyper_parameters(sat_type="googleEarth"))
     )
-    monkeypatch.delitem(sys.modules, "fake_lightning_pkg")
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("lightning", "lightning_fabric", "pytorch_lightning"):
+            monkeypatch.delitem(sys.modules, name)
     model = import_lightning_checkpoint(path, "test")
     assert model.config.image.sat_type == "googleEarth"
+
+
+def test_hyper_parameters_as_a_namespace(tmp_path: Path, ref_state):
+    path = write_ckpt(
+        tmp_path / "ns.ckpt", ref_state, argparse.Namespace(**hyper_parameters(sat_type="bingmap"))
+    )
+    assert import_lightning_checkpoint(path, "test").config.image.sat_type == "bingmap"
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: what a malicious checkpoint would hold."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(
+    tmp_path: Path, ref_state, capsys
+):
+    from server.cli import main
+
+    marker = tmp_path / "pwned"
+    hp = hyper_parameters()
+    hp["payload"] = _RunsCode(f"touch {marker}")
+    path = write_ckpt(tmp_path / "evil.ckpt", ref_state, hp)
+    with pytest.raises(CheckpointError, match="refused without running it") as info:
+        import_lightning_checkpoint(path, "test")
+    assert "posix.system" in str(info.value) or "os.system" in str(info.value)
+    assert not marker.exists()
+    # The command line says so in one line and exits 2; still nothing ran.
+    assert main(["import-checkpoint", str(path), "--config", "test"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refused without running it" in err[0]
+    assert not marker.exists() and not path.with_suffix(".safetensors").exists()
+
+
+def test_an_unknown_class_is_refused_too(tmp_path: Path, ref_state, monkeypatch):
+    cls = fake_class(monkeypatch, "some_plugin.state", "Thing", object)
+    hp = hyper_parameters()
+    hp["thing"] = cls()
+    path = write_ckpt(tmp_path / "plugin.ckpt", ref_state, hp)
+    with pytest.raises(CheckpointError, match=r"GLOBAL some_plugin\.state\.Thing"):
+        import_lightning_checkpoint(path, "test")
 
 
 # ------------------------------------------------------------------------------------- CLI
