@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         ServiceMiddleware,
         max_body_bytes=int(settings.max_body_mb * (1 << 20)),
         csp=content_security_policy(settings.csp_image_origin()),
+        on_request=svc.metrics.count_request,
     )
     return app
 

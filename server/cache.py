@@ -89,6 +89,9 @@ class RedisCache:
         self.ttl_s = ttl_s
         self._down_until = 0.0
         self._error_logged = False
+        self.up = True  # what the last PING or command said (readiness reports it)
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @property
     def available(self) -> bool:
@@ -96,10 +99,38 @@ class RedisCache:
         return time.monotonic() >= self._down_until
 
     def _failed(self, exc: Exception) -> None:
+        self.up = False
         self._down_until = time.monotonic() + self.retry_s
         if not self._error_logged:
             log.warning("redis unavailable, serving from the local cache: %s", exc)
             self._error_logged = True
+
+    def check(self) -> bool:
+        """PING Redis now; a success ends the pause at once (the tier is used again)."""
+        try:
+            self._client.ping()
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        if not self.up:
+            log.warning("redis is back")
+        self.up, self._down_until, self._error_logged = True, 0.0, False
+        return True
+
+    def watch(self, interval_s: float = 0.5) -> None:
+        """PING every `interval_s` in a daemon thread, so readiness tells the truth even when
+        no request touches Redis (stop with `close`)."""
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                self.check()
+
+        self._watcher = threading.Thread(target=loop, name="redis-health", daemon=True)
+        self._watcher.start()
+
+    def close(self) -> None:
+        """Stop the health thread."""
+        self._stop.set()
 
     def get(self, key: str) -> bytes | None:
         """Value or None; _RedisDown when Redis fails (or is paused: None)."""

@@ -381,7 +381,7 @@ class SoundscapeFactory:
                 "model_id": svc.model_id,
                 "store_levels": [lv.psm_zoom for lv in svc.engine.levels],
                 "startup_s": round(svc.ready_s, 3),
-                "redis": None if redis is None else ("up" if redis.available else "down"),
+                "redis": None if redis is None else ("up" if redis.up else "down"),
                 "queue_depth": svc.executor.depth,
             })  # fmt: skip
 

@@ -33,7 +33,7 @@ class Metrics:
         )
         self.requests = Counter(
             "soundscape_requests_total",
-            "HTTP requests by route and status",
+            "HTTP requests by route template (never the raw path) and status",
             ["route", "status"],
             registry=self.registry,
         )
@@ -53,6 +53,10 @@ class Metrics:
     def observe_cache(self, tier: str, outcome: str) -> None:
         """Count one cache lookup (the TieredCache observer)."""
         self.cache_lookups.labels(tier, outcome).inc()
+
+    def count_request(self, route: str, status: int) -> None:
+        """Count one answered request (the middleware's observer)."""
+        self.requests.labels(route, str(status)).inc()
 
     def set_depth(self, depth: int) -> None:
         """Record this worker's executor depth."""

@@ -29,13 +29,28 @@ def content_security_policy(basemap_origin: str | None) -> str:
     )
 
 
-class ServiceMiddleware:
-    """Caps bodies, adds nosniff/CSP/Server-Timing headers and logs each request as JSON."""
+# Called with (route template, status) once per request: the metrics' request counter.
+RequestObserver = Callable[[str, int], None]
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, csp: str) -> None:
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (`/tiles/{query}/{z}/{x}/{y}.png`), never the raw path: query
+    text in paths would make unbounded label values."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "unmatched"
+
+
+class ServiceMiddleware:
+    """Caps bodies, adds nosniff/CSP/Server-Timing headers, logs and counts each request."""
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, csp: str, on_request: RequestObserver | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.csp = csp.encode()
+        self.on_request = on_request or (lambda route, status: None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -49,6 +64,7 @@ class ServiceMiddleware:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await _send_json(send, 413, f"request body larger than {self.max_body} bytes")
             self._log(scope, 413, start)
+            self.on_request(route_template(scope), 413)
             return
         received = {"n": 0}
 
@@ -86,6 +102,7 @@ class ServiceMiddleware:
             await self.app(scope, capped_receive, wrapped_send)
         finally:
             self._log(scope, status["code"] or 500, start)
+            self.on_request(route_template(scope), status["code"] or 500)
 
     @staticmethod
     def _log(scope: Scope, status: int, start: float) -> None:

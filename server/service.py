@@ -67,6 +67,8 @@ class Service:
     def close(self) -> None:
         """Release threads."""
         self.executor.shutdown()
+        if self.cache.redis is not None:
+            self.cache.redis.close()
 
 
 def build_service(settings: Settings) -> Service:
@@ -86,6 +88,7 @@ def build_service(settings: Settings) -> Service:
             settings.redis_url, settings.redis_timeout_s, settings.redis_retry_s,
             settings.redis_ttl_s,
         )  # fmt: skip
+        redis.watch(settings.redis_health_s)
     cache = TieredCache(LRUCache(settings.lru_mb << 20), redis, metrics.observe_cache)
     engine = Engine(
         model, store, cache, settings.range_max_cells, settings.gallery_mb,

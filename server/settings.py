@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0, description="socket timeout per Redis call")
     redis_retry_s: float = Field(2.0, ge=0, description="pause after a Redis failure")
     redis_ttl_s: int = Field(7 * 24 * 3600, gt=0, description="expiry of Redis entries")
+    redis_health_s: float = Field(
+        0.5, gt=0, le=10, description="how often Redis is pinged, so /readyz tells the truth"
+    )
     lru_mb: int = Field(512, ge=1, description="in-process cache budget per worker (MiB)")
     workers_threads: int = Field(2, ge=1, le=64, description="model/scoring threads per worker")
     queue_limit: int = Field(64, ge=1, description="jobs waiting for a thread before 503")

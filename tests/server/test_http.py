@@ -467,3 +467,18 @@ def test_openapi_documents_parameters(client):
     assert "viridis" in enum_of("colormap")
     body = spec["paths"]["/queries"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(body)
+
+
+def test_requests_are_counted_by_route_template(client):
+    text = "a very unusual query 12345"
+    x, y = tile_of(*CENTER, 8)
+    assert client.get(f"/tiles/{text}/8/{x}/{y}.png").status_code == 200
+    assert client.get("/no/such/page").status_code == 404
+    metrics = client.get("/metrics").text
+    counted = [
+        line for line in metrics.splitlines() if line.startswith("soundscape_requests_total")
+    ]
+    tiles = [line for line in counted if 'route="/tiles/{query}/{z}/{x}/{y}.png"' in line]
+    assert tiles and any('status="200"' in line for line in tiles)
+    assert any('route="unmatched"' in line and 'status="404"' in line for line in counted)
+    assert not any("12345" in line or "unusual" in line for line in counted)  # no raw paths

@@ -65,6 +65,45 @@ def test_killing_redis_never_fails_a_request(own_redis, tiny_store, tiny_checkpo
         svc.stop()
 
 
+def wait_for_redis_state(client, want: str, within_s: float) -> float:
+    """Seconds until /readyz reports `want` for Redis (fails after `within_s`)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < within_s:
+        if client.get("/readyz").json()["redis"] == want:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"/readyz did not say redis {want!r} within {within_s} s")
+
+
+def test_readiness_tells_the_truth_about_redis(own_redis, tiny_store, tiny_checkpoint, tmp_path):
+    # Nothing but /readyz is asked while Redis dies: readiness must notice it by itself.
+    svc = start_service(tiny_store, tiny_checkpoint, tmp_path / "serve.log", own_redis.url)
+    try:
+        with svc.client(timeout=20) as c:
+            assert c.get("/readyz").json()["redis"] == "up"
+            own_redis.stop()  # SIGKILL
+            assert wait_for_redis_state(c, "down", 2.0) < 2.0
+            assert c.get("/readyz").status_code == 200  # the service itself is still ready
+            qid = c.post("/queries", json={"text": "owls hooting"}).json()["id"]
+            assert c.get(f"/tiles/{qid}/8/55/98.png").status_code == 200  # tiles still served
+            back = start_redis(own_redis.port)
+            try:
+                wait_for_redis_state(c, "up", 5.0)
+                # ... and the tier is used again: a new query lands in the restarted Redis.
+                qid = c.post("/queries", json={"text": "owls hooting again"}).json()["id"]
+                assert b"q:" + qid.encode() in redis_keys(back.port)
+            finally:
+                back.stop()
+    finally:
+        svc.stop()
+
+
+def redis_keys(port: int) -> list[bytes]:
+    import redis
+
+    return redis.Redis(port=port).keys("*")
+
+
 def test_queries_survive_restarts_and_are_shared_by_workers(
     own_redis, tiny_store, tiny_checkpoint, tmp_path
 ):
