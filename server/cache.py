@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import Any
 
 log = logging.getLogger("soundscape.cache")
 
@@ -153,22 +154,27 @@ class RedisCache:
         except Exception as exc:
             self._failed(exc)
 
-    def try_lock(self, key: str, ttl_s: float) -> bool | None:
-        """Take a short-lived lock shared by every worker; None when Redis cannot answer."""
+    def try_lock(self, key: str, ttl_s: float) -> Any:
+        """Take the key's lock, shared by every worker: our lock (a redis-py `Lock` holding a
+        unique token) when taken, False when another worker holds it, None when Redis cannot
+        answer. Only the token's owner can release it."""
         if not self.available:
             return None
+        lock = self._client.lock(f"lock:{key}", timeout=ttl_s, blocking=False)
         try:
-            return bool(self._client.set(f"lock:{key}", b"1", nx=True, px=int(ttl_s * 1000)))
+            return lock if lock.acquire(blocking=False) else False
         except Exception as exc:
             self._failed(exc)
             return None
 
-    def unlock(self, key: str) -> None:
-        """Release a lock taken with `try_lock` (it also expires by itself)."""
-        if not self.available:
-            return
+    def unlock(self, lock: Any) -> None:
+        """Release a lock from `try_lock`; one that expired or was taken over is left alone."""
+        from redis.exceptions import LockError
+
         try:
-            self._client.delete(f"lock:{key}")
+            lock.release()
+        except LockError:
+            pass  # no longer ours: deleting it would break another worker's single flight
         except Exception as exc:
             self._failed(exc)
 
@@ -258,29 +264,31 @@ class TieredCache:
             if again is not None:
                 outcome["where"] = "lru"
                 return again
+            lock = None
             if shared and self.redis is not None:
-                waited = self._wait_for_other_worker(key)
-                if waited is not None:
-                    outcome["where"] = "redis"
-                    return waited
+                # Single flight across processes: while another worker holds the key's lock,
+                # wait (a bounded time) for its value; then compute here without its lock.
+                lock = self.redis.try_lock(key, LOCK_TTL_S)
+                if lock is False:
+                    waited = self._wait_for_value(key)
+                    if waited is not None:
+                        outcome["where"] = "redis"
+                        return waited
             try:
                 fresh = compute()
                 self.set(key, fresh, shared)
             finally:
-                if shared and self.redis is not None:
-                    self.redis.unlock(key)
+                if lock and self.redis is not None:
+                    self.redis.unlock(lock)
             return fresh
 
         value = self._flight.run(key, fill)
         return value, outcome["where"]
 
-    def _wait_for_other_worker(self, key: str) -> bytes | None:
-        """Single flight across processes: if another worker holds the key's lock, wait (a
-        bounded time) for its value in Redis; None means compute here (we hold the lock, Redis
-        is down, or the other worker took too long)."""
+    def _wait_for_value(self, key: str) -> bytes | None:
+        """The value another worker is computing, polled from Redis for at most LOCK_WAIT_S;
+        None when Redis fails or the other worker takes too long."""
         assert self.redis is not None
-        if self.redis.try_lock(key, LOCK_TTL_S) is not False:
-            return None
         deadline = time.monotonic() + LOCK_WAIT_S
         while time.monotonic() < deadline:
             time.sleep(LOCK_POLL_S)

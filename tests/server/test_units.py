@@ -358,6 +358,84 @@ def test_workers_sharing_redis_compute_a_key_once(redis_server):
     assert all(value == b"value" for value, _ in results)
 
 
+def two_workers(redis_server) -> list[TieredCache]:
+    """Two workers' caches: separate LRUs and Redis connections, one Redis."""
+    return [
+        TieredCache(LRUCache(1 << 20), RedisCache(redis_server.url, 0.5, 1.0, 60)) for _ in range(2)
+    ]
+
+
+def lock_value(redis_server, key: str) -> bytes | None:
+    import redis
+
+    return redis.Redis.from_url(redis_server.url).get(f"lock:{key}")
+
+
+def test_a_worker_that_stopped_waiting_never_deletes_the_other_workers_lock(
+    redis_server, monkeypatch
+):
+    import server.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "LOCK_WAIT_S", 0.2)
+    a, b = two_workers(redis_server)
+    key = f"slow-{time.monotonic_ns()}"
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> bytes:
+        started.set()
+        release.wait(10)
+        return b"from a"
+
+    worker_a = threading.Thread(target=a.get_or_compute, args=(key, slow))
+    worker_a.start()
+    assert started.wait(5)
+    held = lock_value(redis_server, key)
+    assert held is not None  # a's lock, with a's own token
+    # b waits 0.2 s for a's value, gives up and computes itself; its unlock must not touch a's.
+    assert b.get_or_compute(key, lambda: b"from b") == (b"from b", "miss")
+    assert lock_value(redis_server, key) == held
+    release.set()
+    worker_a.join(10)
+    assert lock_value(redis_server, key) is None  # a released its own lock
+
+
+def test_a_lock_that_expired_and_was_taken_over_is_left_to_its_new_owner(redis_server, monkeypatch):
+    import server.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "LOCK_TTL_S", 0.3)
+    monkeypatch.setattr(cache_mod, "LOCK_WAIT_S", 0.05)
+    a, b = two_workers(redis_server)
+    key = f"expiring-{time.monotonic_ns()}"
+    a_started, a_go, b_started, b_go = (threading.Event() for _ in range(4))
+
+    def slow_a() -> bytes:
+        a_started.set()
+        a_go.wait(10)
+        return b"a"
+
+    def slow_b() -> bytes:
+        b_started.set()
+        b_go.wait(10)
+        return b"b"
+
+    worker_a = threading.Thread(target=a.get_or_compute, args=(key, slow_a))
+    worker_a.start()
+    assert a_started.wait(5)
+    time.sleep(0.5)  # a's lock expires while it computes
+    # b takes the now free lock of the same key and computes slowly.
+    worker_b = threading.Thread(target=b.get_or_compute, args=(key, slow_b))
+    worker_b.start()
+    assert b_started.wait(5)
+    b_lock = lock_value(redis_server, key)
+    assert b_lock is not None
+    a_go.set()
+    worker_a.join(10)
+    assert lock_value(redis_server, key) == b_lock  # a did not delete b's lock
+    b_go.set()
+    worker_b.join(10)
+    assert lock_value(redis_server, key) is None
+
+
 def test_settings_come_from_the_environment(monkeypatch):
     from server.settings import Settings
 
