@@ -106,6 +106,16 @@ class RedisCache:
             log.warning("redis unavailable, serving from the local cache: %s", exc)
             self._error_logged = True
 
+    def call(self, fn: Callable[[Any], Any]) -> Any:
+        """`fn(redis client)`, or None when Redis is paused or fails (the failure pauses it)."""
+        if not self.available:
+            return None
+        try:
+            return fn(self._client)
+        except Exception as exc:
+            self._failed(exc)
+            return None
+
     def check(self) -> bool:
         """PING Redis now; a success ends the pause at once (the tier is used again)."""
         try:

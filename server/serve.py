@@ -26,6 +26,12 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redis-url", default=None, help="shared cache, e.g. redis://127.0.0.1:6379/0")
     p.add_argument("--threads", type=int, default=None, help="model/scoring threads per worker")
     p.add_argument("--cors-origin", action="append", default=None, help="allowed CORS origin")
+    p.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="comma-separated addresses of trusted reverse proxies whose X-Forwarded-For names "
+        "the client (rate limits are per client); default: none, X-Forwarded-For is ignored",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run_serve)
 
@@ -42,6 +48,7 @@ def run_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         cors_origins=args.cors_origin,
         log_level=args.log_level,
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
 
 
@@ -56,6 +63,7 @@ def serve(
     threads: int | None = None,
     cors_origins: list[str] | None = None,
     log_level: str = "info",
+    forwarded_allow_ips: str | None = None,
 ) -> int:
     """Check the inputs, export them as settings and hand over to uvicorn (blocks)."""
     import json
@@ -100,6 +108,10 @@ def serve(
             log_level=log_level,
             access_log=False,  # the service logs each request itself, as JSON
             timeout_graceful_shutdown=5,
+            # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default: any local client could
+            # then choose its rate-limit bucket. Only the proxies named here are trusted.
+            proxy_headers=bool(forwarded_allow_ips),
+            forwarded_allow_ips=forwarded_allow_ips or "",
         )
     finally:
         if metrics_dir:

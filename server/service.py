@@ -110,7 +110,7 @@ def build_service(settings: Settings) -> Service:
         tiles=TileService(engine, cache, imagery_spec(store.attrs)),
         executor=executor,
         metrics=metrics,
-        limiter=RateLimiter(settings.rate_limit_per_min, settings.rate_burst),
+        limiter=RateLimiter(settings.rate_limit_per_min, settings.rate_burst, shared=redis),
         audio_limits=AudioLimits(
             settings.max_audio_s, settings.max_channels, settings.max_sample_rate
         ),

@@ -135,7 +135,7 @@ class ServiceProcess:
 
 def start_service(
     store: Path, checkpoint: Path, log: Path, redis_url: str | None = None,
-    workers: int = 1, **env: str,
+    workers: int = 1, args: tuple[str, ...] = (), **env: str,
 ) -> ServiceProcess:  # fmt: skip
     port = free_port()
     cmd = [
@@ -144,6 +144,7 @@ def start_service(
     ]  # fmt: skip
     if redis_url:
         cmd += ["--redis-url", redis_url]
+    cmd += list(args)
     full_env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",

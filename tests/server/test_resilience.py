@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
 from collections import Counter
 
+import httpx
 import pytest
 
 from tests.server.conftest import ready_pids, start_redis, start_service
@@ -94,6 +96,68 @@ def test_readiness_tells_the_truth_about_redis(own_redis, tiny_store, tiny_check
                 assert b"q:" + qid.encode() in redis_keys(back.port)
             finally:
                 back.stop()
+    finally:
+        svc.stop()
+
+
+def request_pids(log) -> set[int]:
+    """Worker processes that answered POST /queries (from their JSON access logs)."""
+    pids = set()
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"path": "/queries"' in line and '"method": "POST"' in line:
+            pids.add(json.loads(line)["pid"])
+    return pids
+
+
+def post_fresh(url: str, text: str, headers: dict | None = None) -> int:
+    """POST /queries on a new connection (so the OS spreads requests over the workers)."""
+    with httpx.Client(base_url=url, timeout=30, headers={"connection": "close"}) as c:
+        return c.post("/queries", json={"text": text}, headers=headers or {}).status_code
+
+
+def test_rate_limits_are_shared_by_workers_and_not_chosen_by_clients(
+    own_redis, tiny_store, tiny_checkpoint, tmp_path
+):
+    log = tmp_path / "serve.log"
+    svc = start_service(tiny_store, tiny_checkpoint, log, own_redis.url, workers=2,
+                        SOUNDSCAPE_RATE_LIMIT_PER_MIN="6", SOUNDSCAPE_RATE_BURST="4")  # fmt: skip
+    try:
+        codes = [post_fresh(svc.url, f"bucket {i}") for i in range(12)]
+        # One bucket for the client across both workers: the burst, then 429s (per-worker
+        # buckets would have let up to twice the burst through).
+        assert codes.count(200) == 4 and codes[:4] == [200] * 4, codes
+        assert set(codes[4:]) == {429}
+        assert len(request_pids(log)) == 2, "both workers should have answered"
+        # X-Forwarded-For is not trusted from an unconfigured peer: no escape to a new bucket.
+        assert post_fresh(svc.url, "spoof", {"x-forwarded-for": "203.0.113.9"}) == 429
+    finally:
+        svc.stop()
+
+
+def test_forwarded_clients_get_their_own_buckets_behind_a_trusted_proxy(
+    own_redis, tiny_store, tiny_checkpoint, tmp_path
+):
+    svc = start_service(tiny_store, tiny_checkpoint, tmp_path / "serve.log", own_redis.url,
+                        args=("--forwarded-allow-ips", "127.0.0.1"),
+                        SOUNDSCAPE_RATE_LIMIT_PER_MIN="6", SOUNDSCAPE_RATE_BURST="2")  # fmt: skip
+    try:
+        a = {"x-forwarded-for": "203.0.113.1"}
+        b = {"x-forwarded-for": "203.0.113.2"}
+        assert [post_fresh(svc.url, f"a{i}", a) for i in range(3)] == [200, 200, 429]
+        assert [post_fresh(svc.url, f"b{i}", b) for i in range(3)] == [200, 200, 429]
+    finally:
+        svc.stop()
+
+
+def test_rate_limits_fall_back_to_each_worker_when_redis_is_down(
+    own_redis, tiny_store, tiny_checkpoint, tmp_path
+):
+    svc = start_service(tiny_store, tiny_checkpoint, tmp_path / "serve.log", own_redis.url,
+                        SOUNDSCAPE_RATE_LIMIT_PER_MIN="6", SOUNDSCAPE_RATE_BURST="2")  # fmt: skip
+    try:
+        own_redis.stop()
+        codes = [post_fresh(svc.url, f"down {i}") for i in range(4)]
+        assert codes == [200, 200, 429, 429], codes  # limited, never a 500
     finally:
         svc.stop()
 
