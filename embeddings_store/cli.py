@@ -46,7 +46,9 @@ def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="ground metres of a zoom-1 footprint (default: tile_size x native GSD)",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="cells through the image tower at once"
+    )
     p.add_argument(
         "--with-fused",
         action="store_true",
@@ -54,7 +56,7 @@ def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
         "default maps)",
     )
     p.add_argument("--min-coverage", type=float, default=0.5, help="imagery share for a valid cell")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
     p.add_argument(
         "--precision",
         default="auto",
@@ -81,7 +83,9 @@ def add_precompute_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: in-process)")
     p.add_argument("--overwrite", action="store_true", help="replace a store built differently")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (also off when not a terminal)"
+    )
     p.set_defaults(func=run_precompute)
 
 

@@ -277,7 +277,7 @@ def precompute(
         total=sum(lv.n * lv.n for lv, _, _ in todo),
         unit="cell",
         unit_scale=True,
-        disable=not progress,
+        disable=None if progress else True,
         desc="precompute",
         dynamic_ncols=True,
     )

@@ -70,18 +70,20 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="JSON keyword arguments for the dataset",
     )
     p.add_argument("--workdir", type=Path, required=True, help="folder for checkpoints and logs")
-    p.add_argument("--steps", type=_positive, default=1000)
-    p.add_argument("--batch-size", type=_positive, default=128)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--weight-decay", type=float, default=0.2)
+    p.add_argument("--steps", type=_positive, default=1000, help="optimisation steps in all")
+    p.add_argument("--batch-size", type=_positive, default=128, help="samples per step")
+    p.add_argument("--lr", type=float, default=5e-5, help="AdamW learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.2, help="AdamW weight decay")
     p.add_argument(
         "--restart-period", type=_positive, default=5000, help="cosine restart period (steps)"
     )
     p.add_argument(
         "--warmup-steps", type=_non_negative, default=0, help="linear warm-up steps (0 = none)"
     )
-    p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--meta-droprate", type=float, default=0.5)
+    p.add_argument("--grad-clip", type=float, default=1.0, help="gradient norm clipping (0 = off)")
+    p.add_argument(
+        "--meta-droprate", type=float, default=0.5, help="share of samples losing each metadata"
+    )
     p.add_argument(
         "--augment",
         choices=sorted(TRAIN_AUGMENTATIONS),
@@ -109,9 +111,11 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         help="with --freeze-audio-at: freeze the audio head too (default), or keep training it "
         "on the frozen tower's outputs (--no-freeze-audio-head)",
     )
-    p.add_argument("--seed", type=int, default=56)
-    p.add_argument("--checkpoint-every", type=_positive, default=100)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=56, help="random seed (runs are deterministic)")
+    p.add_argument(
+        "--checkpoint-every", type=_positive, default=100, help="steps between trainer states"
+    )
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
     p.add_argument(
         "--no-resume", action="store_true", help="ignore an existing trainer state in --workdir"
     )
@@ -120,7 +124,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="initialise CLAP towers from local pretrained weights",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (also off when not a terminal)"
+    )
     p.set_defaults(func=run_train)
 
 
@@ -173,12 +179,21 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="zero-shot retrieval table (I2A/A2I R@10%% and median rank)"
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="a .safetensors checkpoint")
-    p.add_argument("--dataset", default="synthetic")
-    p.add_argument("--dataset-args", type=_dataset_kwargs, default={})
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--dataset", default="synthetic", help="registered dataset name")
+    p.add_argument(
+        "--dataset-args",
+        type=_dataset_kwargs,
+        default={},
+        help="JSON keyword arguments for the dataset",
+    )
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="dataset split"
+    )
     p.add_argument("--samples", type=_positive, default=None, help="use the first N samples")
-    p.add_argument("--zooms", type=_zooms, default=PSM_ZOOM_LEVELS)
-    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument(
+        "--zooms", type=_zooms, default=PSM_ZOOM_LEVELS, help="PSM zoom levels, e.g. 1,3,5"
+    )
+    p.add_argument("--batch-size", type=_positive, default=64, help="samples embedded at once")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     p.set_defaults(func=run_evaluate)
 

@@ -296,7 +296,7 @@ class Trainer:
         bar = tqdm(
             total=self.cfg.steps,
             initial=self.step,
-            disable=not progress,
+            disable=None if progress else True,
             unit="step",
             dynamic_ncols=True,
         )

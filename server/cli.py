@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soundscape", description="PSM soundscape mapping service and tools"
     )
+    parser.add_argument("--version", action="version", version=f"soundscape {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_train_parser(sub)
@@ -29,7 +30,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_precompute_parser(sub)
     add_serve_parser(sub)
     add_demo_parser(sub)
+    for command in sub.choices.values():
+        command.formatter_class = DefaultsHelpFormatter
     return parser
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Ends every option's help with its default, where it has a meaningful one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        silent = default is None or default is False or default == argparse.SUPPRESS
+        if silent or action.required or "%(default)" in text or default in ([], {}, ""):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def version() -> str:
+    """The installed package's version."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("soundscape-map")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

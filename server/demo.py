@@ -41,9 +41,9 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-serve", action="store_true", help="build only, do not start the server")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.set_defaults(func=run_demo)
 
 

@@ -18,21 +18,36 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
         "setting can also come from a SOUNDSCAPE_* environment variable (e.g. "
         "SOUNDSCAPE_REDIS_URL).",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--workers", type=int, default=1, help="worker processes (each loads the model)")
     p.add_argument("--store", default=None, help="embedding store (default: the demo store)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the demo model)")
-    p.add_argument("--redis-url", default=None, help="shared cache, e.g. redis://127.0.0.1:6379/0")
-    p.add_argument("--threads", type=int, default=None, help="model/scoring threads per worker")
-    p.add_argument("--cors-origin", action="append", default=None, help="allowed CORS origin")
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help="shared cache, e.g. redis://127.0.0.1:6379/0 (default: none, each worker "
+        "caches alone)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="model/scoring threads per worker (default: 2)"
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        help="allowed CORS origin, repeatable (default: none)",
+    )
     p.add_argument(
         "--forwarded-allow-ips",
         default=None,
         help="comma-separated addresses of trusted reverse proxies whose X-Forwarded-For names "
         "the client (rate limits are per client); default: none, X-Forwarded-For is ignored",
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="least severe log level written",
+    )  # fmt: skip
     p.set_defaults(func=run_serve)
 
 

@@ -212,7 +212,7 @@ def render_footprints(
     job = partial(
         _render_chunk, str(imagery_path), read_px=read_px, base_m=base_footprint_m, zooms=zooms
     )
-    bar = tqdm(total=x.size, disable=not progress, desc=label)
+    bar = tqdm(total=x.size, disable=None if progress else True, desc=label)
     if n_workers == 1:
         for sl in chunks:
             out[sl] = job(x[sl], y[sl])
