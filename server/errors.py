@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.errors import (
     BusyError,
@@ -106,5 +107,15 @@ def add_error_handlers(app: FastAPI, on_error: Any = None) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(InputError(validation_message(exc.errors())))
 
+    async def framework(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI and Starlette answer a body they cannot parse (bad JSON, a multipart body
+        # with too many fields) with 400: that is invalid input, 422 like every other.
+        assert isinstance(exc, StarletteHTTPException)
+        detail = " ".join(str(exc.detail).split())
+        if exc.status_code == 400:
+            return error_response(InputError(f"invalid request body: {detail}"))
+        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
+
     app.add_exception_handler(SoundscapeError, handle)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(StarletteHTTPException, framework)

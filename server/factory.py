@@ -19,7 +19,13 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from embeddings_store.scoring import BBox
-from model.errors import InputError, RateLimitedError, UnknownQueryError, UnsupportedMediaError
+from model.errors import (
+    InputError,
+    RateLimitedError,
+    TooLargeError,
+    UnknownQueryError,
+    UnsupportedMediaError,
+)
 from model.scoring import QueryEmbedding
 from server.errors import responses, validation_message
 from server.models import (
@@ -30,17 +36,34 @@ from server.models import (
     similarity_results,
 )
 from server.params import AnyColormap, build_params, inline
-from server.queries import MAX_TEXT_CHARS, QUERY_ID_PATTERN, is_query_id, text_query_id
+from server.queries import (
+    MAX_TEXT_CHARS,
+    QUERY_ID_PATTERN,
+    TEXT_PATTERN,
+    is_query_id,
+    text_query_id,
+)
 from server.render import HEATMAP_COLORMAPS, UNCERTAINTY_COLORMAPS, palette
 from server.service import Service
 from server.tiles import DEFAULT_COLORMAP, SCALES, Scale, TileRequest
 
 QueryPath = Annotated[
-    str, Path(max_length=4 * MAX_TEXT_CHARS, description="query id, or URL-encoded query text")
-]
+    str,
+    Path(
+        min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
+        description="query id, or URL-encoded query text (may hold /, %, ? and #, encoded)",
+    ),
+]  # fmt: skip
 QueryIdPath = Annotated[
     str, Path(pattern=QUERY_ID_PATTERN, max_length=64, description="id from POST /queries")
 ]
+# What a registered query leads to (OpenAPI links: clients and API fuzzers follow them).
+QUERY_LINKS = {
+    "GetQuery": {"operationId": "get_query", "parameters": {"query_id": "$response.body#/id"}},
+    "HeatmapTile": {"operationId": "heatmap_tile", "parameters": {"query": "$response.body#/id"}},
+    "TileJSON": {"operationId": "tilejson", "parameters": {"query_id": "$response.body#/id"}},
+    "Legend": {"operationId": "legend", "parameters": {"query": "$response.body#/id"}},
+}
 TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "256 x 256 palette PNG"},
     304: {"description": "not modified (If-None-Match)"},
@@ -162,7 +185,8 @@ class SoundscapeFactory:
         tiles, Level = self.svc.tiles, self.level_query
 
         @self.router.get(
-            "/tiles/{query}/{z}/{x}/{y}.png", response_class=Response, responses=TILE_RESPONSES,
+            "/tiles/{query:path}/{z}/{x}/{y}.png", response_class=Response,
+            responses=TILE_RESPONSES, operation_id="heatmap_tile",
             summary="Heatmap tile of a query under metadata", tags=["tiles"],
         )  # fmt: skip
         async def heatmap_tile(
@@ -226,7 +250,8 @@ class SoundscapeFactory:
         @self.router.post(
             "/queries", response_model=QueryOut, summary="Register a text or audio query",
             tags=["queries"], dependencies=[Depends(self.rate_limited)],
-            responses=responses(413, 415, 422, 429, 503),
+            responses={200: {"links": QUERY_LINKS}, **responses(413, 415, 422, 429, 503)},
+            operation_id="create_query",
             openapi_extra={"requestBody": {"required": True, "content": body_schema}},
         )  # fmt: skip
         async def create_query(request: Request) -> QueryOut:
@@ -251,6 +276,7 @@ class SoundscapeFactory:
 
         @self.router.get(
             "/queries/{query_id}", response_model=QueryOut, tags=["queries"],
+            operation_id="get_query",
             summary="A registered query, looked up without registering anything",
             responses=responses(404, 422, 503),
         )  # fmt: skip
@@ -258,7 +284,7 @@ class SoundscapeFactory:
             return query_out(*await self.resolve(query_id))
 
         @self.router.get(
-            "/queries/{query_id}/tilejson.json", tags=["queries"],
+            "/queries/{query_id}/tilejson.json", tags=["queries"], operation_id="tilejson",
             summary="TileJSON 3.0 of a query's heatmap (metadata parameters pass through)",
             responses=responses(404, 422, 503),
         )  # fmt: skip
@@ -294,13 +320,14 @@ class SoundscapeFactory:
 
         @self.router.get(
             "/legend", summary="Colour scale and value range of a map", tags=["tiles"],
+            operation_id="legend",
             responses=responses(404, 422, 503),
         )  # fmt: skip
         async def legend(
             meta: self.Meta,
             query: Annotated[
                 str | None,
-                Query(max_length=4 * MAX_TEXT_CHARS,
+                Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
                       description="query id or text; omit for the uncertainty legend"),
             ] = None,
             scale: Annotated[Scale, Query(description="relative or probability")] = "relative",
@@ -331,7 +358,8 @@ class SoundscapeFactory:
         @self.router.post(
             "/similarity", response_model=SimilarityOut, tags=["queries"],
             summary="Scores at points, or the top-k cells of a bbox (exact -CSD)",
-            dependencies=[Depends(self.rate_limited)], responses=responses(404, 422, 429, 503),
+            dependencies=[Depends(self.rate_limited)],
+            responses=responses(404, 413, 422, 429, 503),
         )  # fmt: skip
         async def similarity(body: body_type) -> SimilarityOut:  # type: ignore[valid-type]
             qid, emb = await self.resolve(body.query.id or body.query.text)
@@ -344,7 +372,7 @@ class SoundscapeFactory:
                 bbox = BBox(*body.bbox)
                 cells = engine.bbox_chunks(level, bbox) * level.n * level.n
                 if cells > svc.settings.max_bbox_cells:
-                    raise InputError(
+                    raise TooLargeError(
                         f"the bbox spans {cells} cells at PSM zoom {level.psm_zoom}; at most "
                         f"{svc.settings.max_bbox_cells}: use a smaller bbox or a coarser level"
                     )

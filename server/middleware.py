@@ -37,7 +37,7 @@ def route_template(scope: Scope) -> str:
     """The matched route's template (`/tiles/{query}/{z}/{x}/{y}.png`), never the raw path: query
     text in paths would make unbounded label values."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)  # no ":path"
     return path if isinstance(path, str) and path else "unmatched"
 
 

@@ -12,15 +12,16 @@ import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from server.params import Params
-from server.queries import MAX_TEXT_CHARS, QUERY_ID_PATTERN
+from server.queries import MAX_TEXT_CHARS, QUERY_ID_PATTERN, TEXT_PATTERN
 
 QueryText = Annotated[
     str,
     Field(
         min_length=1,
-        max_length=4 * MAX_TEXT_CHARS,
-        description=f"what to listen for; normalised (NFKC, spaces collapsed), at most "
-        f"{MAX_TEXT_CHARS} characters after normalisation",
+        max_length=MAX_TEXT_CHARS,
+        pattern=TEXT_PATTERN,
+        description=f"what to listen for, at most {MAX_TEXT_CHARS} characters with at least "
+        "one that is not whitespace; normalised (NFKC, spaces collapsed) for its id",
     ),
 ]
 QueryId = Annotated[
@@ -45,10 +46,27 @@ class QueryOut(BaseModel):
     tilejson: str = Field(..., description="TileJSON 3.0 URL")
 
 
+def _one_of(*names: str) -> dict[str, Any]:
+    """JSON-schema edit: exactly one of the named properties, none of them null."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        for name in names:
+            prop = schema["properties"][name]
+            options = [o for o in prop.pop("anyOf", [prop.copy()]) if o.get("type") != "null"]
+            prop.pop("default", None)
+            if len(options) == 1:
+                prop.update(options[0])
+            else:
+                prop["anyOf"] = options
+        schema["oneOf"] = [{"required": [name]} for name in names]
+
+    return {"json_schema_extra": edit}
+
+
 class QueryRef(BaseModel):
     """A query by id or by text (exactly one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **_one_of("id", "text"))
     id: QueryId | None = None
     text: QueryText | None = None
 
@@ -83,7 +101,7 @@ def similarity_request(params: Params, max_points: int, max_top_k: int) -> type[
     lon_t = Annotated[float, Field(ge=-180, le=180)]
 
     class SimilarityBase(BaseModel):
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", **_one_of("points", "bbox"))
 
         @model_validator(mode="after")
         def _one(self) -> Any:

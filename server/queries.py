@@ -15,18 +15,22 @@ from model.scoring import QueryEmbedding
 from server.audio import AudioLimits, decode_audio
 from server.cache import TieredCache
 
+# The limit is on the text as sent (what the OpenAPI schema can state and a client can check);
+# normalising may lengthen it a little (NFKC expands some ligatures), which the tokenizer bounds.
 MAX_TEXT_CHARS = 256
+# A query text must hold something besides whitespace (else it normalises to nothing).
+TEXT_PATTERN = r"\S"
 QUERY_ID_PATTERN = r"^(txt|aud)-[0-9a-f]{24}$"
 QUERY_ID = re.compile(QUERY_ID_PATTERN)
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, trimmed, whitespace runs collapsed to one space; InputError if empty or too long."""
+    """NFKC, trimmed, whitespace runs collapsed to one space; InputError if too long or empty."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"the query text is {len(text)} characters; at most {MAX_TEXT_CHARS}")
     norm = " ".join(unicodedata.normalize("NFKC", text).split())
     if not norm:
         raise InputError("the query text is empty")
-    if len(norm) > MAX_TEXT_CHARS:
-        raise InputError(f"the query text is {len(norm)} characters; at most {MAX_TEXT_CHARS}")
     return norm
 
 

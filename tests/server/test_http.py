@@ -482,3 +482,27 @@ def test_requests_are_counted_by_route_template(client):
     assert tiles and any('status="200"' in line for line in tiles)
     assert any('route="unmatched"' in line and 'status="404"' in line for line in counted)
     assert not any("12345" in line or "unusual" in line for line in counted)  # no raw paths
+
+
+@pytest.mark.parametrize("text", ["rain / thunder", "100% wind", "birds? at dawn", "#frogs"])
+def test_query_text_with_url_characters_maps(client, text):
+    from urllib.parse import quote
+
+    x, y = tile_of(*CENTER, 8)
+    by_text = client.get(f"/tiles/{quote(text, safe='')}/8/{x}/{y}.png")
+    assert by_text.status_code == 200, by_text.text
+    qid = client.post("/queries", json={"text": text}).json()["id"]
+    by_id = client.get(f"/tiles/{qid}/8/{x}/{y}.png")
+    assert by_text.content == by_id.content
+    legend = client.get("/legend", params={"query": text})
+    assert legend.status_code == 200 and legend.json()["query"] == qid
+
+
+def test_text_limits_are_the_declared_ones(client):
+    assert client.post("/queries", json={"text": "x" * 256}).status_code == 200
+    r = client.post("/queries", json={"text": "x" * 257})
+    assert r.status_code == 422 and "256" in r.json()["detail"]
+    body = client.get("/openapi.json").json()["paths"]["/queries"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert schema["properties"]["text"]["maxLength"] == 256
+    assert client.post("/queries", json={"text": " \t "}).status_code == 422

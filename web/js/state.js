@@ -65,7 +65,7 @@ export function fromUrl(search, info, baseChoices) {
     s.query = { kind: 'audio', id: qid, name: (p.get('qname') || 'uploaded sound').slice(0, 120) };
   } else if (p.has('q')) {
     const text = p.get('q').trim();
-    s.query = text ? { kind: 'text', text: text.slice(0, 4 * info.limits.text_chars) } : null;
+    s.query = text ? { kind: 'text', text: text.slice(0, info.limits.text_chars) } : null;
   }
   pick('month', intIn(p.get('month'), m0, m1));
   pick('hour', intIn(p.get('hour'), h0, h1));
