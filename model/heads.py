@@ -25,12 +25,16 @@ class Projector(nn.Module):
 
 
 class ProbabilisticHead(nn.Module):
-    """mean_head and std_head on a shared input; std_head outputs log sigma^2."""
+    """mean_head and std_head on a shared input; std_head outputs log sigma^2.
 
-    def __init__(self, dim: int) -> None:
+    They map the tower's width to the embedding width (the reference's `Projector(512, fc_dim)`
+    on a CLAP projection), so the two need not be equal.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
         super().__init__()
-        self.mean_head = Projector(dim, dim)
-        self.std_head = Projector(dim, dim)
+        self.mean_head = Projector(in_dim, out_dim)
+        self.std_head = Projector(in_dim, out_dim)
         nn.init.constant_(self.std_head.linear1.bias, STD_HEAD_BIAS_INIT)
         nn.init.constant_(self.std_head.linear2.bias, STD_HEAD_BIAS_INIT)
 
@@ -42,15 +46,19 @@ class ProbabilisticHead(nn.Module):
 class DeterministicHead(nn.Module):
     """InfoNCE baseline head: a Projector (audio/text) or identity (image), zero variance."""
 
-    def __init__(self, dim: int, project: bool) -> None:
+    def __init__(self, in_dim: int, out_dim: int, project: bool) -> None:
         super().__init__()
-        self.head = Projector(dim, dim) if project else nn.Identity()
+        if not project and in_dim != out_dim:
+            raise ValueError(f"an unprojected head keeps its width: {in_dim} != {out_dim}")
+        self.head = Projector(in_dim, out_dim) if project else nn.Identity()
 
     def forward(self, x: Tensor) -> GaussianEmbedding:
         """Point embedding of x."""
         return GaussianEmbedding.point(self.head(x))
 
 
-def make_head(dim: int, probabilistic: bool, project: bool = True) -> nn.Module:
-    """The head for one modality."""
-    return ProbabilisticHead(dim) if probabilistic else DeterministicHead(dim, project)
+def make_head(in_dim: int, out_dim: int, probabilistic: bool, project: bool = True) -> nn.Module:
+    """The head for one modality: from the tower's width to the embedding width."""
+    if probabilistic:
+        return ProbabilisticHead(in_dim, out_dim)
+    return DeterministicHead(in_dim, out_dim, project)

@@ -228,6 +228,11 @@ def infer_architecture(state: Mapping[str, Tensor]) -> dict[str, Any]:
     elif any(k.startswith(backbone) for k in state):
         facts["fusion.components"] = ()
 
+    for tower, prefix in (("audio", "audio_encoder.model.model.audio_projection."),
+                          ("text", "text_encoder.model.model.text_projection.")):  # fmt: skip
+        proj = state.get(prefix + "linear2.weight")
+        if proj is not None and proj.ndim == 2:
+            facts[f"{tower}.projection_dim"] = int(proj.shape[0])
     deterministic = "criterion.tau" in state or any(
         k.startswith(("audio_encoder.head.", "text_encoder.head.")) for k in state
     )
@@ -246,6 +251,8 @@ def _config_facts(config: ModelConfig) -> dict[str, Any]:
         "image.depth": img.depth,
         "image.mlp_hidden": int(img.embed_dim * img.mlp_ratio),
         "embed_dim": config.embed_dim,
+        "audio.projection_dim": config.audio.projection_dim,
+        "text.projection_dim": config.text.projection_dim,
         "fusion.components": config.fusion.components if config.fusion else (),
         "loss.type": config.loss.type,
     }
@@ -336,11 +343,12 @@ def lightning_config(
         data["image"]["img_size"] = int(hparams["sat_input_size"])
 
     if hparams.get("fc_dim") is not None:
-        dim = int(hparams["fc_dim"])
-        data["embed_dim"] = dim
-        # PSM requires the CLAP projections to end at the embedding size.
-        data["audio"]["projection_dim"] = dim
-        data["text"]["projection_dim"] = dim
+        # fc_dim is the embedding width only: the CLAP towers keep their own projection width
+        # (read from the weights below), which the heads map to fc_dim.
+        data["embed_dim"] = int(hparams["fc_dim"])
+    for tower in ("audio", "text"):
+        if f"{tower}.projection_dim" in inferred:
+            data[tower]["projection_dim"] = inferred[f"{tower}.projection_dim"]
 
     if "metadata_type" in hparams:
         components = _metadata_components(hparams["metadata_type"])

@@ -31,21 +31,18 @@ class PSM(nn.Module):
 
     def __init__(self, config: ModelConfig, load_pretrained: bool = False) -> None:
         super().__init__()
+        # The embedding width (the reference's fc_dim) and the towers' own projection widths
+        # (512 for CLAP) are independent: the audio and text heads map one to the other.
         dim = config.embed_dim
-        if config.audio.projection_dim != dim or config.text.projection_dim != dim:
-            raise ValueError(
-                f"audio/text projection_dim ({config.audio.projection_dim}/"
-                f"{config.text.projection_dim}) must equal embed_dim ({dim})"
-            )
         self.config = config
         prob = config.probabilistic
         self.image_encoder = ImageEncoder(config.image, dim)
         self.fuser = MetadataFuser(config.fusion, dim) if config.fusion is not None else None
-        self.image_head = make_head(dim, prob, project=False)
+        self.image_head = make_head(dim, dim, prob, project=False)
         self.audio_tower = ClapAudioTower(config.audio, load_pretrained)
-        self.audio_head = make_head(dim, prob)
+        self.audio_head = make_head(config.audio.projection_dim, dim, prob)
         self.text_tower = build_text_tower(config, load_pretrained)
-        self.text_head = make_head(dim, prob)
+        self.text_head = make_head(config.text.projection_dim, dim, prob)
         self.criterion = make_criterion(config.loss)
 
     @property

@@ -265,7 +265,7 @@ def bench_fusion(name: str, cfg: ModelConfig, s: Settings) -> list[Result]:
     seed_everything(s.seed)
     # Only what PSM.fuse runs: the full paper PSM needs CLAP files that are not on this machine.
     fuser = MetadataFuser(cfg.fusion, cfg.embed_dim) if cfg.fusion is not None else None
-    head = make_head(cfg.embed_dim, cfg.probabilistic, project=False)
+    head = make_head(cfg.embed_dim, cfg.embed_dim, cfg.probabilistic, project=False)
     nn.ModuleList([m for m in (fuser, head) if m is not None]).to(s.device).eval()
     rng = np.random.default_rng(s.seed)
     note = "fuser + image head" if fuser is not None else "image head only (config has no fuser)"
@@ -366,8 +366,8 @@ def bench_queries(name: str, cfg: ModelConfig, s: Settings) -> list[Result]:
         note = "full PSM, random weights"
     else:
         text_tower, audio_tower, note = substitute_towers(cfg)
-        text_head = make_head(cfg.embed_dim, cfg.probabilistic)
-        audio_head = make_head(cfg.embed_dim, cfg.probabilistic)
+        text_head = make_head(cfg.text.projection_dim, cfg.embed_dim, cfg.probabilistic)
+        audio_head = make_head(cfg.audio.projection_dim, cfg.embed_dim, cfg.probabilistic)
         for module in (text_tower, audio_tower, text_head, audio_head):
             module.to(s.device).eval()
         # The random-weight tower's byte-level tokenizer is not RoBERTa's: time the model on ids.

@@ -168,16 +168,19 @@ def reference_shapes(
                 s[f"{embed}{module}.fc2.weight"] = (d, h)
                 s[f"{embed}{module}.fc2.bias"] = (d,)
 
+    # The CLAP towers keep their own projection width; their heads map it to fc_dim (d).
+    widths = {SAT: d, "audio_encoder.": cfg.audio.projection_dim,
+              "text_encoder.": cfg.text.projection_dim}  # fmt: skip
     if probabilistic:
-        for tower in (SAT, "audio_encoder.", "text_encoder."):
+        for tower, width in widths.items():
             for head in ("mean_head.", "std_head."):
-                s.update(projector_shapes(tower + head, d, d))
+                s.update(projector_shapes(tower + head, width, d))
         s["criterion.shift"] = (1,)
         s["criterion.negative_scale"] = (1,)
     else:
         # SatMAE_baseline has no image head; CLAP towers get one deterministic Projector.
-        s.update(projector_shapes("audio_encoder.head.", d, d))
-        s.update(projector_shapes("text_encoder.head.", d, d))
+        s.update(projector_shapes("audio_encoder.head.", widths["audio_encoder."], d))
+        s.update(projector_shapes("text_encoder.head.", widths["text_encoder."], d))
         s["criterion.tau"] = (1,)
     return s
 
