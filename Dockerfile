@@ -19,11 +19,10 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 # cpu or cuda
 ARG VARIANT=cpu
-# Where torch comes from. Empty: the variant's default. For cpu that is PyTorch's CPU wheel index,
-# because PyPI's Linux torch wheel is the CUDA build (GBs of NVIDIA libraries a CPU image does
-# not need); the constraint torch==2.13.0 matches its 2.13.0+cpu. For cuda it is PyPI itself,
-# whose torch wheel is the CUDA build.
-ARG TORCH_INDEX_URL=
+# The CPU wheel index install.sh takes torch from for the cpu variant (PyPI's Linux torch wheel
+# is the CUDA build: GBs of NVIDIA libraries a CPU image does not need); the constraint
+# torch==2.13.0 matches its 2.13.0+cpu. The cuda variant takes torch from PyPI.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 # nodejs/npm: install.sh runs `npm ci` in web/ (Leaflet is served by us, never from a CDN).
 RUN apt-get update \
@@ -37,11 +36,12 @@ COPY . .
 RUN --mount=type=cache,target=/root/.cache/pip \
     set -eu; \
     case "$VARIANT" in \
-      cpu)  extras="";    index="${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}" ;; \
-      cuda) extras="gpu"; index="${TORCH_INDEX_URL:-}" ;; \
+      cpu)  extras="s3,dask" ;; \
+      cuda) extras="gpu,s3,dask" ;; \
       *) echo "VARIANT must be cpu or cuda, not '$VARIANT'" >&2; exit 1 ;; \
     esac; \
-    PIP_EXTRA_INDEX_URL="$index" VENV=/opt/venv EXTRAS="$extras" scripts/install.sh; \
+    TORCH="$VARIANT" TORCH_INDEX_URL="$TORCH_INDEX_URL" VENV=/opt/venv EXTRAS="$extras" \
+      scripts/install.sh --demo; \
     if [ "$VARIANT" = cuda ]; then \
       /opt/venv/bin/pip uninstall -y faiss-cpu; \
       /opt/venv/bin/pip install --no-deps --force-reinstall -c constraints.txt faiss-gpu; \

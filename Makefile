@@ -4,10 +4,15 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test lint format bench demo demo-model clean
+.PHONY: install install-demo test lint format bench demo demo-model clean
 
+# The test stack: Debian packages (redis-server, chromium; as root), dev/s3/dask extras, npm.
 install:
 	@scripts/install.sh
+
+# What the demo needs, as a normal user: Python >= 3.11 and npm.
+install-demo:
+	@scripts/install.sh --demo
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -27,7 +32,7 @@ bench: install
 # Builds what is missing (world files, store over the USA; the model ships in
 # embeddings_store/demo/weights/)
 # into $(SOUNDSCAPE_DEMO_CACHE) or ~/.cache/soundscape-map, then serves the map.
-demo: install
+demo: install-demo
 	$(VENV)/bin/soundscape demo $(DEMO_ARGS)
 
 # Retrains the shipped demo model from scratch (one command, ~20 min on 2 cores), evaluates it

@@ -77,7 +77,7 @@ def test_cuda_variant_is_a_build_argument_with_the_gpu_extra():
     build_run = next(
         args for kw, args in dockerfile_stages()[0] if kw == "RUN" and "install.sh" in args
     )
-    assert 'cuda) extras="gpu"' in build_run
+    assert 'cuda) extras="gpu,s3,dask"' in build_run and 'TORCH="$VARIANT"' in build_run
     assert "faiss-gpu" in build_run and "uninstall -y faiss-cpu" in build_run
 
 
