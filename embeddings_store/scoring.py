@@ -10,7 +10,7 @@ server passes its cached one). The README's "Python API" section has a runnable 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -90,6 +90,7 @@ def score_region(
     *,
     fusion: CellFusion | None = None,
     variables: Sequence[str] = VARIABLES,
+    on_chunk: Callable[[], None] | None = None,
 ) -> xr.Dataset:
     """Score `region` of `level` against `query` under `metadata`.
 
@@ -98,6 +99,7 @@ def score_region(
     the fused cell), on EPSG:3857 cell-centre coordinates `x`/`y` plus `lat`/`lon` (dims y, x;
     for `Points`, dim `point` with the points' lat/lon and their cells' x/y), with the CRS as CF
     `spatial_ref` attributes. Without a query only `uncertainty` and `variance` can be asked.
+    `on_chunk` is called after each chunk of a block region (a progress bar's hook).
     """
     names = _check_variables(variables, query)
     fusion = fusion or CellFusion(model, store)
@@ -107,7 +109,7 @@ def score_region(
     extent = CellExtent.for_bbox(level, region.as_tuple()) if isinstance(region, BBox) else region
     if extent.level != level:
         raise ValueError(f"the region's level {extent.level} is not {level}")
-    values = grid_values(fusion, query, metadata, extent, names, ab)
+    values = grid_values(fusion, query, metadata, extent, names, ab, on_chunk)
     data = {name: (("y", "x"), values[name], _attrs(name)) for name in names}
     coords = {
         "x": ("x", extent.x, {"standard_name": "projection_x_coordinate", "units": "m"}),
@@ -125,6 +127,7 @@ def grid_values(
     extent: CellExtent,
     names: Sequence[str],
     ab: tuple[float, float] = (1.0, 0.0),
+    on_chunk: Callable[[], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """The arrays behind `score_region` for a block of cells: (rows, cols) float32 per name,
     NaN where no cell. Chunk by chunk, so each fused block is one cache entry."""
@@ -139,6 +142,8 @@ def grid_values(
         dst = block.slices_in(extent)
         for name, values in cell_values(fused, query, names, ab).items():
             out[name][dst] = values.reshape(block.shape)
+        if on_chunk is not None:
+            on_chunk()
     return out
 
 
@@ -242,12 +247,16 @@ def _points_dataset(
             values[name][sel] = v[idx]
     x = np.where(inside, level.cell_centers_x(cx), np.nan)
     y = np.where(inside, level.cell_centers_y(cy), np.nan)
+    cell_lon = np.where(inside, level.cell_centers_lon(cx), np.nan)
+    cell_lat = np.where(inside, level.cell_centers_lat(cy), np.nan)
     data = {name: (("point",), values[name], _attrs(name)) for name in names}
     coords = {
         "lat": ("point", lat, {"standard_name": "latitude", "units": "degrees_north"}),
         "lon": ("point", lon, {"standard_name": "longitude", "units": "degrees_east"}),
         "x": ("point", x, {"long_name": "EPSG:3857 x of the point's cell centre", "units": "m"}),
         "y": ("point", y, {"long_name": "EPSG:3857 y of the point's cell centre", "units": "m"}),
+        "cell_lon": ("point", cell_lon, {"long_name": "longitude of the point's cell centre"}),
+        "cell_lat": ("point", cell_lat, {"long_name": "latitude of the point's cell centre"}),
     }
     return _dataset(data, coords, fusion.store, query, metadata, level)
 
@@ -276,6 +285,7 @@ def region_attrs(
     return {
         "model_id": store.model_id,
         "psm_zoom": level.psm_zoom,
+        "cell_size_m": level.cell_size,
         "metadata": metadata.key(),
         "query_kind": "none" if query is None else query.kind,
         "crs": "EPSG:3857",

@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from embeddings_store.cli import add_precompute_parser
     from model.cli import add_evaluate_parser, add_import_parser, add_train_parser
     from server.demo import add_demo_parser
+    from server.mapcmd import add_map_parser
     from server.serve import add_serve_parser
 
     parser = argparse.ArgumentParser(
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_parser(sub)
     add_precompute_parser(sub)
     add_serve_parser(sub)
+    add_map_parser(sub)
     add_demo_parser(sub)
     for command in sub.choices.values():
         command.formatter_class = DefaultsHelpFormatter

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from embeddings_store.export import cog_bytes
 from embeddings_store.grid import (
     CellExtent,
     Level,
@@ -156,6 +157,28 @@ class Engine:
     ) -> xr.Dataset:  # fmt: skip
         """Score, probability and uncertainty of the cells under points (NaN where none)."""
         return self.scores(query, metadata, level, Points.of(lat, lon))
+
+    def region_cells(self, level: Level, bbox: BBox) -> int:
+        """Cells a map of `bbox` at `level` holds."""
+        return CellExtent.for_bbox(level, bbox.as_tuple()).size
+
+    def map_cog(
+        self, query: QueryEmbedding, metadata: Metadata, level: Level, bbox: BBox,
+        crs: str | None, query_id: str,
+    ) -> bytes:  # fmt: skip
+        """The region as a Cloud-Optimized GeoTIFF (score, probability, uncertainty bands)."""
+        ds = self.scores(query, metadata, level, bbox)
+        if not bool(ds["score"].notnull().any()):
+            raise OutOfRangeError(f"the store has no cell in {bbox.as_tuple()} at PSM zoom "
+                                  f"{level.psm_zoom}")  # fmt: skip
+        return cog_bytes(ds, crs, {"query": query_id, "bbox": ",".join(map(str, bbox.as_tuple()))})
+
+    def point_levels(
+        self, query: QueryEmbedding, metadata: Metadata, lat: float, lon: float
+    ) -> list[tuple[int, xr.Dataset]]:
+        """(PSM zoom, values under the point) at every level of the store."""
+        point = Points.of([lat], [lon])
+        return [(lv.psm_zoom, self.scores(query, metadata, lv, point)) for lv in self.levels]
 
     def bbox_chunks(self, level: Level, bbox: BBox) -> int:
         """How many stored chunks hold cells of a bbox."""

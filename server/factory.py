@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from embeddings_store.export import check_crs, feature_collection
 from embeddings_store.scoring import BBox
 from model.errors import (
     InputError,
@@ -29,9 +30,12 @@ from model.errors import (
 from model.scoring import QueryEmbedding
 from server.errors import responses, validation_message
 from server.models import (
+    PointOut,
     QueryOut,
     SimilarityOut,
     TextQuery,
+    parse_bbox_param,
+    point_levels,
     similarity_request,
     similarity_results,
 )
@@ -54,6 +58,9 @@ QueryPath = Annotated[
         description="query id, or URL-encoded query text (may hold /, %, ? and #, encoded)",
     ),
 ]  # fmt: skip
+COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+_NUMBER = r"-?\d+(\.\d+)?([eE][-+]?\d+)?"
+BBOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
 QueryIdPath = Annotated[
     str, Path(pattern=QUERY_ID_PATTERN, max_length=64, description="id from POST /queries")
 ]
@@ -118,6 +125,9 @@ class SoundscapeFactory:
         self.level_query = Annotated[
             p.psm_zoom | None, Query(description="PSM zoom (default: by web zoom)")
         ]
+        self.psm_query = Annotated[
+            p.psm_zoom | None, Query(description="PSM zoom (default: the finest level)")
+        ]
         self.register_routes()
 
     def register_routes(self) -> None:
@@ -126,6 +136,7 @@ class SoundscapeFactory:
         self.query_routes()
         self.legend_route()
         self.similarity_route()
+        self.map_routes()
         self.info_route()
         self.ops_routes()
 
@@ -359,9 +370,10 @@ class SoundscapeFactory:
             "/similarity", response_model=SimilarityOut, tags=["queries"],
             summary="Scores at points, or the top-k cells of a bbox (exact -CSD)",
             dependencies=[Depends(self.rate_limited)],
-            responses=responses(404, 413, 422, 429, 503),
+            responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}},
+                       **responses(404, 413, 422, 429, 503)},
         )  # fmt: skip
-        async def similarity(body: body_type) -> SimilarityOut:  # type: ignore[valid-type]
+        async def similarity(body: body_type) -> Any:  # type: ignore[valid-type]
             qid, emb = await self.resolve(body.query.id or body.query.text)
             engine, meta = svc.engine, body.metadata.metadata
             level = engine.level(body.level) if body.level else engine.default_level()
@@ -377,7 +389,67 @@ class SoundscapeFactory:
                         f"{svc.settings.max_bbox_cells}: use a smaller bbox or a coarser level"
                     )
                 ds = await svc.executor.run(engine.top_k, emb, meta, level, bbox, body.top_k)
+            if body.format == "geojson":
+                collection = feature_collection(ds)
+                collection["properties"] |= {"query": qid, "psm_zoom": level.psm_zoom}
+                return JSONResponse(collection, media_type="application/geo+json")
             return SimilarityOut(query=qid, level=level.psm_zoom, results=similarity_results(ds))
+
+    def map_routes(self) -> None:
+        """A region as a Cloud-Optimized GeoTIFF; the values under one point at every level."""
+        svc, engine = self.svc, self.svc.engine
+        bbox_doc = "west,south,east,north in degrees"
+
+        @self.router.get(
+            "/maps/{query:path}.tif", tags=["maps"], response_class=Response,
+            summary="A region's score, probability and uncertainty as a Cloud-Optimized GeoTIFF",
+            responses={200: {"content": {COG_TYPE: {}}, "description": "COG, float32 bands"},
+                       **responses(404, 413, 422, 503)},
+        )  # fmt: skip
+        async def map_cog(
+            query: QueryPath,
+            bbox: Annotated[str, Query(pattern=BBOX_PATTERN, description=bbox_doc)],
+            meta: self.Meta,
+            level: self.psm_query = None,  # type: ignore[valid-type]
+            crs: Annotated[
+                str | None,
+                Query(max_length=64, description="reproject to this CRS (default EPSG:3857)"),
+            ] = None,
+        ) -> Response:
+            box = parse_bbox_param(bbox)
+            lv = engine.level(level) if level else engine.default_level()
+            cells = engine.region_cells(lv, box)
+            if cells > svc.settings.max_map_cells:
+                raise TooLargeError(
+                    f"the bbox spans {cells} cells at PSM zoom {lv.psm_zoom}; at most "
+                    f"{svc.settings.max_map_cells} per map: use a smaller bbox or a coarser level"
+                )
+            if crs:
+                check_crs(crs)
+            qid, emb = await self.resolve(query)
+            body = await svc.executor.run(engine.map_cog, emb, meta.metadata, lv, box, crs, qid)
+            name = f"soundscape-{qid}-psm{lv.psm_zoom}.tif"
+            disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+            return Response(body, media_type=COG_TYPE, headers=disposition)
+
+        @self.router.get(
+            "/point/{lon},{lat}", tags=["maps"], response_model=PointOut,
+            summary="Score, probability and uncertainty under a point, at every level",
+            responses=responses(404, 422, 503),
+        )  # fmt: skip
+        async def point(
+            lon: Annotated[float, Path(ge=-180, le=180, description="longitude (degrees)")],
+            lat: Annotated[float, Path(ge=-90, le=90, description="latitude (degrees)")],
+            query: Annotated[
+                str,
+                Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
+                      description="query id or text"),
+            ],
+            meta: self.Meta,
+        ) -> PointOut:  # fmt: skip
+            qid, emb = await self.resolve(query)
+            found = await svc.executor.run(engine.point_levels, emb, meta.metadata, lat, lon)
+            return PointOut(lon=lon, lat=lat, query=qid, levels=point_levels(found))
 
     def info_route(self) -> None:
         """What the service serves: model, store levels, zooms, vocabulary, limits."""

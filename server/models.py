@@ -11,6 +11,8 @@ import numpy as np
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
+from embeddings_store.scoring import BBox
+from model.errors import InputError
 from server.params import Params
 from server.queries import MAX_TEXT_CHARS, QUERY_ID_PATTERN, TEXT_PATTERN
 
@@ -129,6 +131,10 @@ def similarity_request(params: Params, max_points: int, max_top_k: int) -> type[
             Field(None, description="[west, south, east, north] in degrees"),
         ),
         top_k=(int, Field(10, ge=1, le=max_top_k, description="cells for a bbox")),
+        format=(
+            Literal["json", "geojson"],
+            Field("json", description="json, or a GeoJSON FeatureCollection of points"),
+        ),
     )
 
 
@@ -150,3 +156,55 @@ def similarity_results(ds: xr.Dataset) -> list[SimilarityResult]:
         )
         for i in range(lat.shape[0])
     ]
+
+
+class PointCell(BaseModel):
+    """The cell under a point at one level."""
+
+    lon: float = Field(..., description="longitude of the cell centre")
+    lat: float = Field(..., description="latitude of the cell centre")
+    x: float = Field(..., description="EPSG:3857 x of the cell centre (m)")
+    y: float = Field(..., description="EPSG:3857 y of the cell centre (m)")
+
+
+class PointLevel(BaseModel):
+    """Values under the point at one PSM zoom (null where the store has no cell)."""
+
+    psm_zoom: int
+    cell: PointCell | None
+    score: float | None = Field(None, description="-CSD between the cell and the query")
+    probability: float | None = Field(None, description="learned match probability")
+    uncertainty: float | None = Field(None, description="||sigma||_1 of the fused cell")
+
+
+class PointOut(BaseModel):
+    """GET /point answer: the point, the query and one entry per store level."""
+
+    lon: float
+    lat: float
+    query: str
+    levels: list[PointLevel]
+
+
+def point_levels(found: list[tuple[int, xr.Dataset]]) -> list[PointLevel]:
+    """PointLevel entries from (PSM zoom, one-point Dataset) pairs."""
+    out = []
+    for psm, ds in found:
+        (row,) = similarity_results(ds)
+        cell = None
+        if row.score is not None:
+            cell = PointCell(
+                lon=float(ds["cell_lon"].values[0]), lat=float(ds["cell_lat"].values[0]),
+                x=float(ds["x"].values[0]), y=float(ds["y"].values[0]),
+            )  # fmt: skip
+        values = row.model_dump(include={"score", "probability", "uncertainty"})
+        out.append(PointLevel(psm_zoom=psm, cell=cell, **values))
+    return out
+
+
+def parse_bbox_param(text: str) -> BBox:
+    """A `bbox=W,S,E,N` query value (its shape is checked by the schema's pattern)."""
+    try:
+        return BBox(*(float(v) for v in text.split(",")))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"bbox {text!r}: {exc}") from exc

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_points: int = Field(10_000, ge=1, description="points per POST /similarity")
     max_top_k: int = Field(1000, ge=1)
     max_bbox_cells: int = Field(4_000_000, ge=1, description="cells one bbox query may scan")
+    max_map_cells: int = Field(
+        2_000_000, ge=1, description="cells one GET /maps/{query}.tif may export (else 413)"
+    )
     gallery_mb: int = Field(1024, ge=1, description="memory for whole-level similarity matrices")
     similarity_backend: Literal["auto", "numpy", "faiss"] = Field(
         "auto", description="exact top-k search: auto = faiss on GPU hosts, numpy on CPU"
