@@ -8,6 +8,7 @@ holds one tile's n x n cells. The image of a cell is the imagery footprint of
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -322,3 +323,17 @@ def tiles_for_bbox(bbox: tuple[float, float, float, float], zoom: int) -> tuple[
     eps = 1e-9
     se = mercantile.tile(east - eps, south + eps, zoom)
     return nw.x, se.x, nw.y, se.y
+
+
+@functools.lru_cache(maxsize=1)
+def crs_attrs() -> dict[str, str]:
+    """CF grid-mapping attributes of EPSG:3857 (what rioxarray and GDAL read back)."""
+    from rasterio.crs import CRS
+
+    wkt = CRS.from_epsg(3857).to_wkt()
+    return {
+        "grid_mapping_name": "mercator",
+        "crs_wkt": wkt,
+        "spatial_ref": wkt,
+        "epsg_code": "EPSG:3857",
+    }

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import xarray as xr
 from torch import nn
 
 from embeddings_store.fusion import CellFusion, FusedCells
-from embeddings_store.grid import MAX_LATITUDE, CellExtent, Level
+from embeddings_store.grid import MAX_LATITUDE, CellExtent, Level, crs_attrs
 from embeddings_store.store import EmbeddingStore
 from model.metadata import Metadata
 from model.scoring import (
@@ -289,18 +288,4 @@ def region_attrs(
         "metadata": metadata.key(),
         "query_kind": "none" if query is None else query.kind,
         "crs": "EPSG:3857",
-    }
-
-
-@lru_cache(maxsize=1)
-def crs_attrs() -> dict[str, str]:
-    """CF grid-mapping attributes of EPSG:3857 (what rioxarray and GDAL read back)."""
-    from rasterio.crs import CRS
-
-    wkt = CRS.from_epsg(3857).to_wkt()
-    return {
-        "grid_mapping_name": "mercator",
-        "crs_wkt": wkt,
-        "spatial_ref": wkt,
-        "epsg_code": "EPSG:3857",
     }

@@ -29,7 +29,7 @@ import numpy as np
 import zarr
 
 from embeddings_store.cells import Cells
-from embeddings_store.grid import CellExtent, Level, tiles_for_bbox
+from embeddings_store.grid import CellExtent, Level, crs_attrs, tiles_for_bbox
 from embeddings_store.storage import is_url, local_path, store_exists
 from model.errors import StoreError, StoreMismatchError
 
@@ -388,6 +388,15 @@ class EmbeddingStore:
         )
 
 
+# CF coordinate attributes of the level arrays' axes.
+COORD_ATTRS = {
+    "x": {"standard_name": "projection_x_coordinate", "units": "m", "axis": "X"},
+    "y": {"standard_name": "projection_y_coordinate", "units": "m", "axis": "Y"},
+    "lat": {"standard_name": "latitude", "units": "degrees_north"},
+    "lon": {"standard_name": "longitude", "units": "degrees_east"},
+}
+
+
 def _create_level(root: zarr.Group, ext: LevelExtent, dim: int, with_fused: bool) -> None:
     lv = ext.level
     g = root.create_group(lv.name)
@@ -406,8 +415,12 @@ def _create_level(root: zarr.Group, ext: LevelExtent, dim: int, with_fused: bool
             dtype=dtype,
             fill_value=fill,
             dimension_names=["y", "x", "d"] if vector else ["y", "x"],
-            attributes={"coordinates": "lat lon"},
+            # CF: xarray + rioxarray (and GDAL's Zarr driver) see EPSG:3857 without being told.
+            attributes={"coordinates": "lat lon spatial_ref", "grid_mapping": "spatial_ref"},
         )
+    ref = g.create_array("spatial_ref", shape=(), dtype="int32", fill_value=0,
+                         dimension_names=[], attributes=dict(crs_attrs()))  # fmt: skip
+    ref[()] = 0
     g.create_array(
         "done",
         shape=(ext.ty1 - ext.ty0 + 1, ext.tx1 - ext.tx0 + 1),
@@ -430,5 +443,6 @@ def _create_level(root: zarr.Group, ext: LevelExtent, dim: int, with_fused: bool
             chunks=values.shape,
             dtype="float64",
             dimension_names=[dim_name],
+            attributes=COORD_ATTRS[name],
         )
         arr[:] = values

@@ -243,6 +243,33 @@ def test_to_xarray(tmp_path: Path) -> None:
         assert bool(sel) == bool(store.array(level.psm_zoom, "valid")[row, col])
 
 
+def test_xarray_and_rioxarray_see_epsg_3857_untold(tmp_path: Path) -> None:
+    """CF grid_mapping + spatial_ref: rioxarray finds the CRS and the cell grid by itself."""
+    import rioxarray  # noqa: F401  registers .rio; a dev dependency (pip install -e .[dev])
+    import xarray as xr
+
+    store = make(tmp_path / "s.zarr", with_fused=True)
+    fill(store)
+    level = LEVELS[0]
+    ds = xr.open_zarr(tmp_path / "s.zarr", group=level.name, consolidated=False,
+                      zarr_format=3)  # fmt: skip
+    assert ds["valid"].attrs["grid_mapping"] == "spatial_ref"
+    for name in ("valid", "h", "mu0", "c0", "u0"):
+        assert ds[name].rio.crs.to_epsg() == 3857, name
+    assert ds["x"].attrs["standard_name"] == "projection_x_coordinate"
+    ext = store.extent(level.psm_zoom)
+    left, bottom, right, top = ds["valid"].rio.bounds()
+    cells = ext.cells
+    assert left == pytest.approx(
+        level.cell_centers_x(np.array([cells.cx0]))[0] - level.cell_size / 2
+    )
+    assert top == pytest.approx(
+        level.cell_centers_y(np.array([cells.cy0]))[0] + level.cell_size / 2
+    )
+    assert ds["valid"].rio.resolution() == pytest.approx((level.cell_size, -level.cell_size))
+    assert right > left and top > bottom
+
+
 # -- writing and reading chunks ---------------------------------------------------------------
 def test_write_read_chunk_round_trip(tmp_path: Path) -> None:
     store = make(tmp_path / "s.zarr")
