@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import PRECISIONS
-from model.metadata import ArrayLike, Metadata
+from model.metadata import ArrayLike, Metadata, MetadataBatch
 from model.scoring import uncertainty, variance_sum
 
 
@@ -59,6 +59,14 @@ def fuse_embeddings(
     image heads."""
     cfg = model.config
     batch = metadata.encode(lat, lon, cfg.audio_sources, cfg.caption_sources)
+    return fuse_batch(model, h, batch, precision)
+
+
+def fuse_batch(
+    model: nn.Module, h: np.ndarray | Tensor, batch: MetadataBatch, precision: str = "auto"
+) -> FusedEmbeddings:
+    """Like `fuse_embeddings`, for encoded metadata that may differ from row to row (sweeps
+    over months and hours in one call)."""
     device = next(model.parameters()).device
     if isinstance(h, np.ndarray):
         h = torch.from_numpy(np.ascontiguousarray(h, np.float32))

@@ -10,11 +10,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import mercantile
 import numpy as np
 import torch
 import xarray as xr
 
 from embeddings_store.export import cog_bytes
+from embeddings_store.fusion import FusedCells
 from embeddings_store.grid import (
     CellExtent,
     Level,
@@ -33,6 +35,7 @@ from embeddings_store.scoring import (
     top_cells,
 )
 from embeddings_store.store import EmbeddingStore
+from embeddings_store.timesweep import DEFAULT_SWEEP_CELLS, sweep_values, time_sweep
 from model.errors import OutOfRangeError
 from model.metadata import Metadata
 from model.scoring import QueryEmbedding, augment_query, match_probability, score_from_inner_product
@@ -42,8 +45,22 @@ from server.gallery import Gallery, build_gallery, pick_backend
 
 # Percentiles of the "relative" scale: one colour range per map, never per tile.
 RANGE_PERCENTILES = (2.0, 98.0)
+# Time sweeps (query-independent, about 1 MB each at the demo's width) kept in memory.
+MAX_SWEEPS = 8
 # A bbox spanning more chunks than this is searched in the level's gallery (one matrix).
 GALLERY_MIN_CHUNKS = 64
+
+
+def percentile_range(values: np.ndarray) -> tuple[float, float]:
+    """(2nd, 98th) percentile of the finite values, widened to a non-empty range; (0, 1) when
+    there are none."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(values, RANGE_PERCENTILES))
+    if not hi > lo:
+        hi = lo + max(abs(lo) * 1e-6, 1e-6)
+    return lo, hi
 
 
 class Engine:
@@ -58,8 +75,13 @@ class Engine:
         gallery_mb: int = 1024,
         similarity_backend: str = "auto",
         precision: str = "auto",
+        sweep_cells: int = DEFAULT_SWEEP_CELLS,
     ) -> None:
         self.model = model
+        self.precision = precision
+        self.sweep_cells = sweep_cells
+        self._sweeps: OrderedDict[str, FusedCells] = OrderedDict()
+        self._sweep_lock = threading.Lock()
         self.store = store
         self.fusion = CachedFusion(model, store, cache, precision)
         self.range_max_cells = range_max_cells
@@ -110,6 +132,19 @@ class Engine:
         """Finest level: the default for similarity."""
         return max(self.levels, key=lambda lv: (lv.cell_zoom, -lv.psm_zoom))
 
+    def coverage_bounds(self, psm_zoom: int | None = None) -> tuple[float, float, float, float]:
+        """(west, south, east, north) degrees of the cells the store holds (at one level, or
+        at any): where tiles may have data. Wider than the precompute region, because a level
+        holds whole chunks."""
+        boxes = []
+        for lv in self.levels if psm_zoom is None else [self.level(psm_zoom)]:
+            cells = self.store.extent(lv.psm_zoom).cells
+            nw = mercantile.bounds(cells.cx0, cells.cy0, lv.cell_zoom)
+            se = mercantile.bounds(cells.cx1 - 1, cells.cy1 - 1, lv.cell_zoom)
+            boxes.append((nw.west, se.south, se.east, nw.north))
+        w, s, e, n = zip(*boxes, strict=True)
+        return min(w), min(s), max(e), max(n)
+
     def holds_any(self, extent: CellExtent) -> bool:
         """Whether the store holds any chunk of `extent`."""
         held = self.store.extent(extent.level.psm_zoom)
@@ -143,13 +178,28 @@ class Engine:
             picks = np.linspace(0, len(tiles) - 1, budget).round().astype(int)
             regions = [CellExtent.chunk(level, *tiles[i]) for i in picks]
         parts = [self.scores(query, metadata, level, r, (name,))[name].values for r in regions]
-        values = np.concatenate([p[np.isfinite(p)] for p in parts])
-        if values.size == 0:
-            return 0.0, 1.0
-        lo, hi = (float(v) for v in np.percentile(values, RANGE_PERCENTILES))
-        if not hi > lo:
-            hi = lo + max(abs(lo) * 1e-6, 1e-6)
-        return lo, hi
+        return percentile_range(np.concatenate([p.reshape(-1) for p in parts]))
+
+    def absolute_range(
+        self, metadata: Metadata, query: QueryEmbedding | None
+    ) -> tuple[float, float]:
+        """Like `value_range`, over every month and hour at once (`metadata.month`/`hour` are
+        ignored): one colour range for all frames of a time-lapse."""
+        return percentile_range(sweep_values(self.time_sweep(metadata), query))
+
+    def time_sweep(self, metadata: Metadata) -> FusedCells:
+        """The coarse level's sampled cells under every (month, hour), kept for a few metadata."""
+        key = metadata.replace(month=None, hour=None).key()
+        with self._sweep_lock:  # one sweep at a time: it is seconds of model work
+            found = self._sweeps.get(key)
+            if found is None:
+                found = time_sweep(self.model, self.store, self.coarse, metadata,
+                                   self.sweep_cells, self.precision)  # fmt: skip
+                self._sweeps[key] = found
+                while len(self._sweeps) > MAX_SWEEPS:
+                    self._sweeps.popitem(last=False)
+            self._sweeps.move_to_end(key)
+            return found
 
     def points(
         self, query: QueryEmbedding, metadata: Metadata, level: Level, lat: np.ndarray,

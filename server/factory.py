@@ -10,7 +10,8 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -34,12 +35,21 @@ from server.models import (
     QueryOut,
     SimilarityOut,
     TextQuery,
+    TileJSON,
     parse_bbox_param,
     point_levels,
     similarity_request,
     similarity_results,
 )
-from server.params import AnyColormap, build_params, inline
+from server.ogc import Coverage, TileLayer, gdal_wms, wmts_capabilities
+from server.params import (
+    AnyColormap,
+    Rescale,
+    build_params,
+    inline,
+    query_params,
+    rescale_of,
+)
 from server.queries import (
     MAX_TEXT_CHARS,
     QUERY_ID_PATTERN,
@@ -70,7 +80,10 @@ QUERY_LINKS = {
     "HeatmapTile": {"operationId": "heatmap_tile", "parameters": {"query": "$response.body#/id"}},
     "TileJSON": {"operationId": "tilejson", "parameters": {"query_id": "$response.body#/id"}},
     "Legend": {"operationId": "legend", "parameters": {"query": "$response.body#/id"}},
-}
+    "WMTS": {"operationId": "wmts_capabilities",
+             "parameters": {"query_id": "$response.body#/id"}},
+    "GDAL": {"operationId": "gdal_wms", "parameters": {"query_id": "$response.body#/id"}},
+}  # fmt: skip
 TILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "256 x 256 palette PNG"},
     304: {"description": "not modified (If-None-Match)"},
@@ -98,6 +111,8 @@ def query_out(qid: str, emb: QueryEmbedding) -> QueryOut:
         uncertainty=emb.uncertainty,
         tiles=f"/tiles/{qid}/{{z}}/{{x}}/{{y}}.png",
         tilejson=f"/queries/{qid}/tilejson.json",
+        wmts=f"/queries/{qid}/WMTSCapabilities.xml",
+        gdal=f"/queries/{qid}/gdal.xml",
     )
 
 
@@ -211,7 +226,7 @@ class SoundscapeFactory:
             lv = tiles.address(tile.z, tile.x, tile.y, level)
             qid, emb = await self.resolve(query)
             req = TileRequest(tile.z, tile.x, tile.y, meta.metadata, level, render.scale,
-                              render.colormap.value)  # fmt: skip
+                              render.colormap.value, render.ramp)  # fmt: skip
             key = tiles.heatmap_key(qid, req)
             return await self.png(request, "heatmap", key, tiles.heatmap, qid, emb, req, lv)
 
@@ -228,7 +243,7 @@ class SoundscapeFactory:
         ) -> Response:
             lv = tiles.address(tile.z, tile.x, tile.y, level)
             req = TileRequest(tile.z, tile.x, tile.y, meta.metadata, level, "relative",
-                              render.colormap.value)  # fmt: skip
+                              render.colormap.value, render.ramp)  # fmt: skip
             key = tiles.uncertainty_key(req)
             return await self.png(request, "uncertainty", key, tiles.uncertainty, req, lv)
 
@@ -295,8 +310,10 @@ class SoundscapeFactory:
             return query_out(*await self.resolve(query_id))
 
         @self.router.get(
-            "/queries/{query_id}/tilejson.json", tags=["queries"], operation_id="tilejson",
-            summary="TileJSON 3.0 of a query's heatmap (metadata parameters pass through)",
+            "/queries/{query_id}/tilejson.json", tags=["gis"], operation_id="tilejson",
+            response_model=TileJSON,
+            summary="TileJSON 3.0 of a query's heatmap (metadata and rendering carried in the "
+            "tile URLs)",
             responses=responses(404, 422, 503),
         )  # fmt: skip
         async def tilejson(
@@ -305,25 +322,82 @@ class SoundscapeFactory:
             meta: self.Meta,
             render: self.HeatmapRender,
             level: self.level_query = None,  # type: ignore[valid-type]
-        ) -> dict[str, Any]:
-            # The tile parameters are parsed only to validate and document what the tile URLs
-            # carry: they pass through in the query string.
+        ) -> TileJSON:
             await self.resolve(query_id)
-            base = str(request.base_url).rstrip("/")
-            qs = f"?{request.url.query}" if request.url.query else ""
-            zmin, zmax = svc.engine.zoom_range
-            w, s, e, n = (float(v) for v in svc.store.attrs["bounds"])
-            return {
-                "tilejson": "3.0.0",
-                "name": f"soundscape {query_id}",
-                "tiles": [f"{base}/tiles/{query_id}/{{z}}/{{x}}/{{y}}.png{qs}"],
-                "minzoom": zmin,
-                "maxzoom": zmax,
-                "bounds": [w, s, e, n],
-                "center": [(w + e) / 2, (s + n) / 2, max(zmin, min(zmax, zmin + 2))],
-                "scheme": "xyz",
-                "attribution": f"PSM soundscape map, model {svc.model_id}",
-            }
+            heat, _ = self.layers(request, query_id, meta, render, level)
+            cov = self.coverage(level)
+            w, s, e, n = cov.bounds
+            return TileJSON(
+                name=heat.title, description=heat.abstract, tiles=[heat.url],
+                minzoom=cov.minzoom, maxzoom=cov.maxzoom, bounds=[w, s, e, n],
+                center=[(w + e) / 2, (s + n) / 2, min(cov.maxzoom, cov.minzoom + 2)],
+                attribution=f"PSM soundscape map, model {svc.model_id}",
+            )  # fmt: skip
+
+        @self.router.get(
+            "/queries/{query_id}/WMTSCapabilities.xml", tags=["gis"], response_class=Response,
+            operation_id="wmts_capabilities",
+            summary="OGC WMTS 1.0.0 capabilities: the heatmap and uncertainty layers of a query "
+            "(QGIS, ArcGIS, GDAL)",
+            responses={200: {"content": {"application/xml": {}}}, **responses(404, 422, 503)},
+        )  # fmt: skip
+        async def wmts(
+            request: Request,
+            query_id: QueryIdPath,
+            meta: self.Meta,
+            render: self.HeatmapRender,
+            level: self.level_query = None,  # type: ignore[valid-type]
+        ) -> Response:
+            await self.resolve(query_id)
+            layers = list(self.layers(request, query_id, meta, render, level))
+            body = wmts_capabilities(f"soundscape {query_id}", layers, self.coverage(level))
+            return Response(body, media_type="application/xml")
+
+        @self.router.get(
+            "/queries/{query_id}/gdal.xml", tags=["gis"], response_class=Response,
+            operation_id="gdal_wms",
+            summary="GDAL WMS service description of a query's heatmap (or uncertainty) tiles: "
+            "gdal_translate or rasterio open it",
+            responses={200: {"content": {"application/xml": {}}}, **responses(404, 422, 503)},
+        )  # fmt: skip
+        async def gdal_xml(
+            request: Request,
+            query_id: QueryIdPath,
+            meta: self.Meta,
+            render: self.HeatmapRender,
+            level: self.level_query = None,  # type: ignore[valid-type]
+            layer: Annotated[
+                Literal["heatmap", "uncertainty"], Query(description="which tiles")
+            ] = "heatmap",
+        ) -> Response:
+            await self.resolve(query_id)
+            heat, unc = self.layers(request, query_id, meta, render, level)
+            body = gdal_wms(heat if layer == "heatmap" else unc, self.coverage(level))
+            return Response(body, media_type="application/xml")
+
+    def layers(
+        self, request: Request, query_id: str, meta: Any, render: Any, level: int | None
+    ) -> tuple[TileLayer, TileLayer]:
+        """The heatmap and uncertainty tile layers of a query, parameters in their URLs."""
+        base = str(request.base_url).rstrip("/")
+        lv = None if level is None else int(level)
+        heat_qs = urlencode(query_params(meta, render, level=lv))
+        unc_qs = urlencode(query_params(meta, level=lv))
+        path = "{z}/{x}/{y}.png"
+        return (
+            TileLayer("heatmap", f"soundscape heatmap {query_id}",
+                      "-CSD between each place and the query under the metadata",
+                      f"{base}/tiles/{query_id}/{path}" + (f"?{heat_qs}" if heat_qs else "")),
+            TileLayer("uncertainty", "soundscape uncertainty",
+                      "||sigma||_1 of each place's fused embedding under the metadata",
+                      f"{base}/uncertainty/{path}" + (f"?{unc_qs}" if unc_qs else "")),
+        )  # fmt: skip
+
+    def coverage(self, level: int | None) -> Coverage:
+        """Where the store holds cells and the web zooms served (those of `level` if given)."""
+        engine = self.svc.engine
+        zmin, zmax = engine.zoom_range if level is None else engine.level_zooms[int(level)]
+        return Coverage(engine.coverage_bounds(None if level is None else int(level)), zmin, zmax)
 
     def legend_route(self) -> None:
         """The colour scale and value range of a map."""
@@ -341,15 +415,24 @@ class SoundscapeFactory:
                 Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
                       description="query id or text; omit for the uncertainty legend"),
             ] = None,
-            scale: Annotated[Scale, Query(description="relative or probability")] = "relative",
+            scale: Annotated[
+                Scale, Query(description="relative, absolute or probability (as the tiles')")
+            ] = "relative",
             colormap: Annotated[
                 AnyColormap | None, Query(description="ramp (default by kind)")
             ] = None,
+            rescale: Rescale = None,
         ) -> dict[str, Any]:  # fmt: skip
             kind = "uncertainty" if query is None else "heatmap"
+            ramp = rescale_of(rescale)
             qid, emb = (None, None) if query is None else await self.resolve(query)
             scale = "relative" if query is None else scale
-            lo, hi = await svc.executor.run(svc.tiles.value_range, qid, emb, meta.metadata, scale)
+            if ramp is not None:
+                lo, hi = ramp
+            else:
+                lo, hi = await svc.executor.run(
+                    svc.tiles.value_range, qid, emb, meta.metadata, scale
+                )
             cmap = colormap.value if colormap is not None else DEFAULT_COLORMAP[kind]
             pal = np.frombuffer(palette(cmap), np.uint8).reshape(256, 3)[1:]
             stops = pal[np.linspace(0, len(pal) - 1, 11).round().astype(int)]

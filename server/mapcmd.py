@@ -46,7 +46,10 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=100, help="cells in a .geojson")
     p.add_argument("--colormap", default="viridis", help="colour ramp of a .png")
     p.add_argument(
-        "--rescale", default=None, help="min,max of the .png colours (default: 2nd..98th pct.)"
+        "--rescale",
+        default=None,
+        help="min,max score of the .png's first and last colour (default: 2nd..98th "
+        "percentile; max < min reverses, min = max draws a step)",
     )
     p.add_argument("--store", default=None, help="embedding store (default: the demo store)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the demo model)")
@@ -70,7 +73,16 @@ def run_map(args: argparse.Namespace) -> int:
         check_crs(args.crs)
     if args.top_k < 1:
         raise InputError("--top-k must be at least 1")
+    if args.rescale and suffix != ".png":
+        raise InputError("--rescale sets the colours of a .png; the other outputs keep values")
     rescale = parse_rescale(args.rescale) if args.rescale else None
+    if suffix == ".png":
+        from server.render import HEATMAP_COLORMAPS
+
+        if args.colormap not in HEATMAP_COLORMAPS:
+            raise InputError(
+                f"unknown colormap {args.colormap!r}; choose one of {', '.join(HEATMAP_COLORMAPS)}"
+            )
     made = make_map(args)
     tmp = out.with_name(f".{out.name}.partial")
     try:
@@ -91,16 +103,14 @@ def run_map(args: argparse.Namespace) -> int:
 
 
 def parse_rescale(text: str) -> tuple[float, float]:
-    """'min,max' -> (min, max) with min < max; InputError otherwise."""
+    """'min,max' -> (min, max) as the tiles' `rescale` reads it; InputError otherwise."""
     from model.errors import InputError
+    from server.render import parse_rescale as parse
 
     try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"rescale must be two numbers min,max; got {text!r}") from None
-    if not lo < hi:
-        raise InputError(f"rescale needs min < max; got {text!r}")
-    return lo, hi
+        return parse(text)
+    except ValueError as exc:
+        raise InputError(f"--rescale: {exc}") from None
 
 
 def make_map(args: argparse.Namespace):  # -> xarray.Dataset
@@ -198,13 +208,11 @@ def render_png(ds, colormap: str, rescale: tuple[float, float] | None) -> bytes:
     """The score map at one pixel per cell, in a palette PNG (transparent where no cell)."""
     import numpy as np
 
-    from model.errors import InputError
-    from server.render import HEATMAP_COLORMAPS, encode_png, quantize
+    from server.render import encode_png, quantize, to_unit
 
-    if colormap not in HEATMAP_COLORMAPS:
-        raise InputError(f"unknown colormap {colormap!r}; choose one of {HEATMAP_COLORMAPS}")
     score = ds["score"].values
     valid = np.isfinite(score)
     lo, hi = rescale or tuple(float(v) for v in np.percentile(score[valid], (2.0, 98.0)))
-    hi = hi if hi > lo else lo + 1e-6
-    return encode_png(quantize((score - lo) / (hi - lo), valid), colormap)
+    if rescale is None and not hi > lo:
+        hi = lo + 1e-6
+    return encode_png(quantize(to_unit(score, lo, hi), valid), colormap)

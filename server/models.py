@@ -46,6 +46,8 @@ class QueryOut(BaseModel):
     uncertainty: float = Field(..., description="||sigma||_1 of the query embedding")
     tiles: str = Field(..., description="XYZ tile URL template (append metadata parameters)")
     tilejson: str = Field(..., description="TileJSON 3.0 URL")
+    wmts: str = Field(..., description="OGC WMTS 1.0.0 capabilities URL (QGIS, ArcGIS, GDAL)")
+    gdal: str = Field(..., description="GDAL WMS service description URL (gdal_translate)")
 
 
 def _one_of(*names: str) -> dict[str, Any]:
@@ -208,3 +210,19 @@ def parse_bbox_param(text: str) -> BBox:
         return BBox(*(float(v) for v in text.split(",")))
     except (TypeError, ValueError) as exc:
         raise InputError(f"bbox {text!r}: {exc}") from exc
+
+
+class TileJSON(BaseModel):
+    """TileJSON 3.0.0 of a raster layer (what Leaflet plug-ins, MapLibre and QGIS read)."""
+
+    tilejson: str = Field("3.0.0", description="TileJSON version")
+    name: str
+    description: str
+    version: str = Field("1.0.0", description="version of this layer description")
+    attribution: str
+    scheme: str = Field("xyz", description="tile row order (y down from the north)")
+    tiles: list[str] = Field(..., description="tile URL templates with {z}, {x} and {y}")
+    minzoom: int
+    maxzoom: int
+    bounds: list[float] = Field(..., description="west, south, east, north (degrees)")
+    center: list[float] = Field(..., description="longitude, latitude, zoom")

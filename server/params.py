@@ -19,8 +19,15 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from model.errors import InputError
 from model.metadata import Metadata
-from server.render import HEATMAP_COLORMAPS, UNCERTAINTY_COLORMAPS
+from server.render import (
+    HEATMAP_COLORMAPS,
+    RESCALE_MAX_CHARS,
+    RESCALE_PATTERN,
+    UNCERTAINTY_COLORMAPS,
+    parse_rescale,
+)
 from server.tiles import DEFAULT_COLORMAP, Scale
 
 # name -> (description, extra constraints); the types come from the vocabularies.
@@ -54,6 +61,47 @@ def inline(cls: type) -> Callable[..., Coroutine[Any, Any, Any]]:
     make.__signature__ = inspect.signature(cls)  # type: ignore[attr-defined]
     make.__name__ = cls.__name__
     return make
+
+
+RESCALE_DOC = (
+    "min,max: the values drawn in the first and last colour (titiler's rescale; max < min "
+    "reverses the ramp, min = max draws a step); overrides the scale's range"
+)
+Rescale = Annotated[
+    str | None,
+    Query(pattern=RESCALE_PATTERN, max_length=RESCALE_MAX_CHARS, description=RESCALE_DOC),
+]
+
+
+def rescale_of(text: str | None) -> tuple[float, float] | None:
+    """A `rescale` parameter as (min, max); InputError (422) if it is not two numbers."""
+    if text is None:
+        return None
+    try:
+        return parse_rescale(text)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _ramp_of(render: Any) -> tuple[float, float] | None:
+    return rescale_of(render.rescale)
+
+
+def query_params(*parsed: Any, level: int | None = None) -> dict[str, str]:
+    """Parsed parameter objects (metadata, render) back as a canonical query string's fields:
+    what differs from the defaults, from validated values only (URLs built from it carry
+    nothing a client sent unchecked)."""
+    out: dict[str, str] = {}
+    for obj in parsed:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if value is None or value == f.default:
+                continue
+            value = getattr(value, "value", value)
+            out[f.name] = str(value).lower() if isinstance(value, bool) else str(value)
+    if level is not None:
+        out["level"] = str(int(level))
+    return out
 
 
 def _metadata_of(params: Any) -> Metadata:
@@ -148,11 +196,16 @@ def build_params(
 
         scale: Annotated[
             Scale,
-            Query(description="relative: 2nd..98th percentile of the map; probability: [0, 1]"),
-        ] = "relative"
+            Query(description="relative: 2nd..98th percentile of this map; absolute: of the "
+                  "query over every month and hour (one range for a time-lapse); "
+                  "probability: [0, 1]"),
+        ] = "relative"  # fmt: skip
         colormap: Annotated[HeatmapColormap, Query(description="colour-vision-safe ramp")] = (
             HeatmapColormap[DEFAULT_COLORMAP["heatmap"]]
         )  # type: ignore[misc]
+        rescale: Rescale = None
+
+        ramp = property(_ramp_of, doc="`rescale` as (min, max), or None.")
 
     @dataclass(frozen=True)
     class UncertaintyRender:
@@ -161,6 +214,9 @@ def build_params(
         colormap: Annotated[UncertaintyColormap, Query(description="colour-vision-safe ramp")] = (
             UncertaintyColormap[DEFAULT_COLORMAP["uncertainty"]]
         )  # type: ignore[misc]
+        rescale: Rescale = None
+
+        ramp = property(_ramp_of, doc="`rescale` as (min, max), or None.")
 
     return Params(
         metadata_params, metadata_body, psm_zoom, TileAddress, HeatmapRender, UncertaintyRender

@@ -7,6 +7,8 @@ carries its value to 1/254 of the range and decodes back exactly (tests rely on 
 from __future__ import annotations
 
 import io
+import math
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -66,6 +68,30 @@ def palette(name: str) -> bytes:
     cmap = matplotlib.colormaps[name]
     rgb = (cmap(np.linspace(0.0, 1.0, LEVELS))[:, :3] * 255).round().astype(np.uint8)
     return bytes(3) + rgb.tobytes()
+
+
+# titiler's `rescale=min,max`: two decimal numbers (exponents kept to two digits, so finite).
+_NUMBER = r"\s*[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,2})?\s*"
+RESCALE_PATTERN = rf"^{_NUMBER},{_NUMBER}$"
+RESCALE_MAX_CHARS = 64
+
+
+def parse_rescale(text: str) -> tuple[float, float]:
+    """'min,max' -> (min, max); ValueError unless two finite numbers. min > max reverses the
+    ramp, min == max draws a step (below: first colour, at or above: last)."""
+    if len(text) > RESCALE_MAX_CHARS or not re.fullmatch(RESCALE_PATTERN, text):
+        raise ValueError(f"rescale must be two numbers 'min,max'; got {text[:RESCALE_MAX_CHARS]!r}")
+    lo, hi = (float(v) for v in text.split(","))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"rescale must be finite; got {text!r}")
+    return lo, hi
+
+
+def to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Values -> ramp positions: lo at 0, hi at 1 (either order); a step at lo when lo == hi."""
+    if hi == lo:
+        return (values >= lo).astype(np.float32)
+    return (values - lo) / (hi - lo)
 
 
 def quantize(t: np.ndarray, mask: np.ndarray) -> np.ndarray:

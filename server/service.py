@@ -92,7 +92,7 @@ def build_service(settings: Settings) -> Service:
     cache = TieredCache(LRUCache(settings.lru_mb << 20), redis, metrics.observe_cache)
     engine = Engine(
         model, store, cache, settings.range_max_cells, settings.gallery_mb,
-        settings.similarity_backend,
+        settings.similarity_backend, sweep_cells=settings.sweep_cells,
     )  # fmt: skip
     executor = BoundedExecutor(
         settings.workers_threads,

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         "auto", description="exact top-k search: auto = faiss on GPU hosts, numpy on CPU"
     )
     range_max_cells: int = Field(200_000, ge=1000, description="cells sampled for the range")
+    sweep_cells: int = Field(
+        32, ge=1, le=4096,
+        description="cells fused under all 12 x 24 months and hours for scale=absolute",
+    )  # fmt: skip
     rate_limit_per_min: int = Field(120, ge=1, description="POSTs per client per minute")
     rate_burst: int = Field(30, ge=1, description="POST burst per client")
     cache_max_age_s: int = Field(86400, ge=0, description="Cache-Control max-age of tiles")

@@ -20,10 +20,19 @@ from model.metadata import Metadata
 from model.scoring import QueryEmbedding, match_probability
 from server.cache import TieredCache
 from server.engine import Engine
-from server.render import encode_png, encode_rgb_png, quantize, transparent_png, upsample
+from server.render import (
+    encode_png,
+    encode_rgb_png,
+    quantize,
+    to_unit,
+    transparent_png,
+    upsample,
+)
 
-Scale = Literal["relative", "probability"]
-SCALES: tuple[str, ...] = ("relative", "probability")
+# relative: this map's 2..98th percentile; absolute: the query's over every month and hour;
+# probability: the learned match probability on [0, 1].
+Scale = Literal["relative", "absolute", "probability"]
+SCALES: tuple[str, ...] = ("relative", "absolute", "probability")
 DEFAULT_COLORMAP = {"heatmap": "viridis", "uncertainty": "cividis"}
 _RANGE = struct.Struct("<dd")
 
@@ -39,12 +48,14 @@ class TileRequest:
     level: int | None = None
     scale: Scale = "relative"
     colormap: str = DEFAULT_COLORMAP["heatmap"]
+    rescale: tuple[float, float] | None = None  # the ramp's ends, in the scale's unit
 
     def key(self) -> str:
         """Cache-key fragment naming every parameter."""
+        ramp = "-" if self.rescale is None else "{!r},{!r}".format(*self.rescale)
         return (
             f"{self.z}/{self.x}/{self.y}:{self.meta.key()}:L{self.level or '-'}:"
-            f"{self.scale}:{self.colormap}"
+            f"{self.scale}:{self.colormap}:R{ramp}"
         )
 
 
@@ -84,13 +95,24 @@ class TileService:
     def value_range(
         self, query_id: str | None, query: QueryEmbedding | None, meta: Metadata, scale: Scale
     ) -> tuple[float, float]:
-        """(lo, hi) of the colour ramp, shared by every tile of the map."""
+        """(lo, hi) of the colour ramp, shared by every tile of the map (with `absolute`, by
+        every month and hour of it too)."""
         if scale == "probability" and query is not None:
             return 0.0, 1.0
-        key = f"r:{self.engine.store_token}:{query_id or 'uncertainty'}:{meta.key()}"
-        data, _ = self.cache.get_or_compute(
-            key, lambda: _RANGE.pack(*self.engine.value_range(meta, query))
-        )
+        name = query_id or "uncertainty"
+        if scale == "absolute":
+            base = meta.replace(month=None, hour=None)
+            key = f"ra:{self.engine.store_token}:{name}:{base.key()}"
+
+            def compute() -> bytes:
+                return _RANGE.pack(*self.engine.absolute_range(base, query))
+        else:
+            key = f"r:{self.engine.store_token}:{name}:{meta.key()}"
+
+            def compute() -> bytes:
+                return _RANGE.pack(*self.engine.value_range(meta, query))
+
+        data, _ = self.cache.get_or_compute(key, compute)
         lo, hi = _RANGE.unpack(data)
         return lo, hi
 
@@ -109,7 +131,11 @@ class TileService:
             return transparent_png()
         pixels, mask = upsample(window, values, valid)
         if req.scale == "probability" and query is not None:
-            t = match_probability(pixels, *self.engine.model.match_parameters())
+            pixels = match_probability(pixels, *self.engine.model.match_parameters())
+        if req.rescale is not None:
+            t = to_unit(pixels, *req.rescale)
+        elif req.scale == "probability" and query is not None:
+            t = pixels
         else:
             lo, hi = self.value_range(query_id, query, req.meta, req.scale)
             t = (pixels - lo) / (hi - lo)

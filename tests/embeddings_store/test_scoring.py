@@ -188,3 +188,49 @@ def test_bad_variables_and_levels_are_refused(model, store, query):
         score_region(model, store, query, Metadata(), Level(5, 6, 8), extent)
     with pytest.raises(ValueError, match="invalid bbox"):
         BBox(10, 0, 5, 1)
+
+
+# -- the time sweep behind scale=absolute ---------------------------------------------------
+def test_time_sweep_is_every_month_and_hour_of_the_sampled_cells(model, store, query):
+    from embeddings_store.timesweep import sample_cells, sweep_values, time_sweep
+
+    meta = Metadata(month=3, hour=9, asource="inat", location=True)  # month/hour are ignored
+    sweep = time_sweep(model, store, LEVEL, meta, max_cells=5)
+    h, lat, lon = sample_cells(store, LEVEL, 5)
+    assert h.shape[0] == 5 and sweep.aug.shape[0] == 5 * 12 * 24 and sweep.valid.all()
+    # Deterministic, spread over the level, and each one a valid cell of the store.
+    h2, lat2, lon2 = sample_cells(store, LEVEL, 5)
+    np.testing.assert_array_equal(h, h2)
+    np.testing.assert_array_equal(np.stack([lat, lon]), np.stack([lat2, lon2]))
+    assert np.ptp(lat) > 0.5 and np.ptp(lon) > 0.5
+    under = score_region(model, store, None, Metadata(), LEVEL, Points.of(lat, lon),
+                         variables=("uncertainty",))  # fmt: skip
+    assert np.isfinite(under["uncertainty"].values).all()  # every sample is a held cell
+    np.testing.assert_allclose(under["cell_lat"].values, lat)
+    values = sweep_values(sweep, query)
+    unc = sweep_values(sweep, None)
+    # Row (month m, hour t, cell k) = the score of cell k fused under (m, t), straight from the
+    # model (the same arithmetic as reference_scores, independent of the sweep's batching).
+    for month, hour in ((1, 0), (7, 13), (12, 23)):
+        row0 = ((month - 1) * 24 + hour) * 5
+        with torch.inference_mode():
+            enc = meta.replace(month=month, hour=hour).encode(lat, lon)
+            g = model.fuse(torch.from_numpy(h), enc)
+            q = model.embed_texts(["frogs calling from a marsh"])
+            want = neg_csd_matrix(g.mu, g.logvar, q.mu, q.logvar)[:, 0].numpy()
+            want_unc = (0.5 * g.logvar).exp().sum(-1).numpy()
+        np.testing.assert_allclose(values[row0 : row0 + 5], want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(unc[row0 : row0 + 5], want_unc, rtol=1e-5)
+    # Different hours give different scores (the sweep really varies the time).
+    assert np.ptp(values.reshape(12, 24, 5), axis=1).max() > 0
+
+
+def test_time_sweep_of_an_empty_level_is_empty(model, tmp_path):
+    from embeddings_store.timesweep import sweep_values, time_sweep
+
+    empty = EmbeddingStore.create(
+        tmp_path / "e.zarr", levels=[LEVEL], bbox=BBOX, model_id=model.model_id,
+        config_name="test", embed_dim=model.config.embed_dim, imagery={},
+    )  # fmt: skip
+    sweep = time_sweep(model, empty, LEVEL, Metadata())
+    assert sweep.aug.shape[0] == 0 and sweep_values(sweep, None).size == 0

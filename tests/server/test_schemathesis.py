@@ -29,7 +29,15 @@ def test_schemathesis_all_checks_find_no_failure(service):
     )  # fmt: skip
     out = run.stdout + run.stderr
     assert run.returncode == 0, out[-6000:]
-    assert "No issues found" in out, out[-3000:]
+    # The one tolerated warning: random bboxes of GET /maps are mostly refused for what JSON
+    # Schema cannot state (schemathesis.toml); any other warning or failure fails the test.
+    warned = (
+        re.findall(r"^ +- (.+)$", out.split("WARNINGS", 1)[1], re.M) if "WARNINGS" in out else []
+    )
+    assert "No issues found" in out or (
+        warned == ["GET /maps/{query}.tif"] and "Schema validation mismatch: 1 operation" in out
+        and "1 warning in" in out
+    ), out[-3000:]  # fmt: skip
     tested = re.search(r"Tested: (\d+)", out)
     cases = re.search(r"(\d+) generated, (\d+) passed", out)
     assert tested and int(tested.group(1)) >= 14, out[-3000:]
