@@ -251,25 +251,46 @@ def test_time_lapse_plays_through_the_hours(map_page):
     page = map_page.page
     open_map(map_page)
     settled_tiles(page)
+    assert page.is_checked("#same-scale")  # on by default
     page.click("#play")
     assert page.get_attribute("#play", "aria-pressed") == "true"
     seen: list[int] = []
+    ranges: set[tuple[str, str]] = set()
 
     def advanced() -> bool:
         hour = page.evaluate("() => window.soundscape.store.get().hour")
         if hour is not None and (not seen or seen[-1] != hour):
             seen.append(hour)
-        return len(seen) >= 3
+            title = page.text_content("#legend-heat-title") or ""
+            if "every hour" in title:
+                ranges.add((page.get_attribute("#legend-heat-min", "data-value"),
+                            page.get_attribute("#legend-heat-max", "data-value")))  # fmt: skip
+        return len(seen) >= 4
 
     for _ in range(1200):
         if advanced():
             break
         page.wait_for_timeout(100)
+    # While playing, every frame is drawn in the query's one range over all hours.
+    playing = settled_tiles(page, url_has="scale=absolute")
+    assert playing["loaded"] >= 1
     page.click("#play")
     assert page.get_attribute("#play", "aria-pressed") == "false"
     assert seen[:3] == [0, 1, 2], seen
-    tiles = settled_tiles(page, url_has=f"hour={seen[-1]}")
+    assert len(ranges) == 1, ranges  # the legend shows one range for every frame
+    # Paused, the map returns to its own (relative) range.
+    tiles = settled_tiles(page, url_has=f"hour={seen[-1]}&scale=relative")
     assert tiles["loaded"] >= 1
+    assert "relative" in (page.text_content("#legend-heat-title") or "")
+    # Switched off, the time-lapse keeps each hour's own range (and the link says so).
+    page.uncheck("#same-scale")
+    assert "same_scale=0" in page.url
+    page.click("#play")
+    page.wait_for_timeout(1500)
+    assert page.evaluate("() => window.soundscape.store.get().playing")
+    url = page.evaluate("() => document.querySelector('.heatmap-layer.is-current').dataset.url")
+    assert "scale=absolute" not in url
+    page.click("#play")
 
 
 def test_readme_screenshot(map_page):

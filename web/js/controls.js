@@ -64,6 +64,7 @@ export function bindControls(store) {
     radio.addEventListener('change', (e) => set({ scale: e.target.value }));
   }
   $('colormap').addEventListener('change', (e) => set({ colormap: e.target.value }));
+  $('same-scale').addEventListener('change', (e) => set({ sameScale: e.target.checked }));
   $('heat-on').addEventListener('change', (e) => set({ heat: e.target.checked }));
   $('heat-opacity').addEventListener('input', (e) => set({ heatOpacity: Number(e.target.value) }));
   $('unc-on').addEventListener('change', (e) => set({ unc: e.target.checked }));
@@ -90,6 +91,7 @@ export function reflectControls(state, info) {
     radio.checked = radio.value === state.scale;
   }
   $('colormap').value = state.colormap;
+  $('same-scale').checked = state.sameScale;
   $('heat-on').checked = state.heat;
   $('heat-opacity').value = String(state.heatOpacity);
   $('heat-opacity-out').textContent = `${Math.round(state.heatOpacity * 100)} %`;

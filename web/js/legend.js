@@ -3,7 +3,7 @@
 
 import { getJSON } from './api.js';
 import { formatRange } from './format.js';
-import { metadataParams } from './state.js';
+import { heatScale, metadataParams } from './state.js';
 
 function draw(prefix, legend, title) {
   const block = document.getElementById(`legend-${prefix}`);
@@ -35,11 +35,13 @@ export class Legend {
     this.heatAbort = new AbortController();
     const legend = await getJSON(
       '/legend',
-      { query: queryId, ...metadataParams(state), scale: state.scale, colormap: state.colormap },
+      { query: queryId, ...metadataParams(state), scale: heatScale(state), colormap: state.colormap },
       { signal: this.heatAbort.signal, what: 'Could not load the legend' },
     );
-    const title =
-      legend.scale === 'probability' ? 'Match probability' : 'Match score (−CSD, relative)';
+    const title = {
+      probability: 'Match probability',
+      absolute: 'Match score (−CSD, same range for every hour and month)',
+    }[legend.scale] ?? 'Match score (−CSD, relative to this map)';
     draw('heat', legend, title);
     return legend;
   }

@@ -17,7 +17,10 @@ import { clearError, initStatus, showError } from './status.js';
 import { heatmapUrl, storeBounds, uncertaintyUrl, zoomOptions } from './tiles.js';
 import { TimeLapse } from './timelapse.js';
 
-const HEAT_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 'scale', 'colormap', 'heat'];
+const HEAT_KEYS = [
+  'month', 'hour', 'asource', 'tsource', 'location', 'level', 'scale', 'colormap', 'heat',
+  'sameScale', 'playing',
+];
 const UNC_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 'unc'];
 const PLACE_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 'heat', 'view'];
 

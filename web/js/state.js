@@ -15,6 +15,8 @@ export function defaults(info) {
     location: true,
     level: 'auto',
     scale: 'relative',
+    sameScale: true, // the time-lapse draws every hour in one colour range (scale=absolute)
+    playing: false, // the time-lapse is running (not kept in links)
     colormap: info.colormaps.heatmap[0],
     heat: true,
     heatOpacity: 0.75,
@@ -74,6 +76,7 @@ export function fromUrl(search, info, baseChoices) {
   pick('location', bool(p.get('location')));
   pick('level', oneOf(p.get('level'), ['auto', ...levels]));
   pick('scale', oneOf(p.get('scale'), info.scales));
+  pick('sameScale', bool(p.get('same_scale')));
   pick('colormap', oneOf(p.get('cmap'), info.colormaps.heatmap));
   pick('heat', bool(p.get('heat')));
   pick('heatOpacity', numIn(p.get('heat_op'), 0, 1));
@@ -105,6 +108,7 @@ export function toUrl(state, info) {
   if (!state.location) p.set('location', '0');
   if (state.level !== d.level) p.set('level', state.level);
   if (state.scale !== d.scale) p.set('scale', state.scale);
+  if (state.sameScale !== d.sameScale) p.set('same_scale', state.sameScale ? '1' : '0');
   if (state.colormap !== d.colormap) p.set('cmap', state.colormap);
   if (state.heat !== d.heat) p.set('heat', state.heat ? '1' : '0');
   if (state.heatOpacity !== d.heatOpacity) p.set('heat_op', state.heatOpacity);
@@ -118,6 +122,15 @@ export function toUrl(state, info) {
     p.set('z', String(state.view.zoom));
   }
   return `?${p.toString()}`;
+}
+
+/**
+ * The heatmap's scale as drawn: while the time-lapse plays with "same colour scale for all
+ * hours" on, a relative map uses the query's range over every month and hour, so frames are
+ * comparable; otherwise the scale the user chose.
+ */
+export function heatScale(state) {
+  return state.playing && state.sameScale && state.scale === 'relative' ? 'absolute' : state.scale;
 }
 
 /** Metadata as POST /similarity wants it (masked fields left out). */

@@ -3,7 +3,7 @@
 
 import { queryString } from './api.js';
 import { levelZoomRange } from './levels.js';
-import { metadataParams } from './state.js';
+import { heatScale, metadataParams } from './state.js';
 
 /** Metadata, level and colour parameters shared by heatmap and uncertainty tiles. */
 function commonParams(state) {
@@ -14,7 +14,7 @@ function commonParams(state) {
 export function heatmapUrl(queryId, state, hour = state.hour) {
   const params = {
     ...commonParams({ ...state, hour }),
-    scale: state.scale,
+    scale: heatScale(state),
     colormap: state.colormap,
   };
   return `/tiles/${encodeURIComponent(queryId)}/{z}/{x}/{y}.png${queryString(params)}`;

@@ -33,6 +33,7 @@ export class TimeLapse {
   play() {
     if (this.playing) return;
     this.playing = true;
+    this.store.set({ playing: true });
     this.render();
     this.run();
   }
@@ -40,6 +41,7 @@ export class TimeLapse {
   pause() {
     if (!this.playing) return;
     this.playing = false;
+    this.store.set({ playing: false });
     this.render();
     this.onPause();
   }
