@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_tiles import Server, stats  # noqa: E402
+from bench_tiles import Server, resolve_store, stats  # noqa: E402
 
 from embeddings_store.store import EmbeddingStore  # noqa: E402
 
@@ -106,17 +106,8 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.cog_repeats, args.points = 1, 8
-    if args.store is None or args.checkpoint is None:
-        from embeddings_store.demo.paths import demo_paths
-
-        demo = demo_paths()
-        args.store = args.store or str(demo.store)
-        args.checkpoint = args.checkpoint or str(demo.checkpoint)
-    for path in (args.store, args.checkpoint):
-        if not Path(path).exists():
-            print(f"bench_maps: {path} does not exist: run `soundscape demo` first, or pass "
-                  "--store and --checkpoint", file=sys.stderr)  # fmt: skip
-            return 2
+    if not resolve_store(args, "bench_maps"):
+        return 2
     store = EmbeddingStore.open(args.store)
     bounds = tuple(float(v) for v in store.attrs["bounds"])
     bbox = ",".join(repr(v) for v in bounds)

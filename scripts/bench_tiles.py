@@ -109,6 +109,23 @@ class Server:
                 self.proc.kill()
 
 
+def resolve_store(args: argparse.Namespace, prog: str) -> bool:
+    """Default --store/--checkpoint to the demo's; False (after saying what to do) if either is
+    missing."""
+    if args.store is None or args.checkpoint is None:
+        from embeddings_store.demo.paths import demo_paths
+
+        demo = demo_paths()
+        args.store = args.store or str(demo.store)
+        args.checkpoint = args.checkpoint or str(demo.checkpoint)
+    for path in (args.store, args.checkpoint):
+        if not Path(path).exists():
+            print(f"{prog}: {path} does not exist: run `soundscape demo` first, or pass "
+                  "--store and --checkpoint", file=sys.stderr)  # fmt: skip
+            return False
+    return True
+
+
 def stats(ms: list[float]) -> dict[str, float]:
     a = np.asarray(ms)
     return {
@@ -439,17 +456,8 @@ def main() -> int:
     if args.quick:
         args.seconds, args.repeats, args.meta_repeats, args.grid = 1.5, 5, 2, 4
         args.similarity_cells = min(args.similarity_cells, 20_000)
-    if args.store is None or args.checkpoint is None:
-        from embeddings_store.demo.paths import demo_paths
-
-        demo = demo_paths()
-        args.store = args.store or str(demo.store)
-        args.checkpoint = args.checkpoint or str(demo.checkpoint)
-    for path in (args.store, args.checkpoint):
-        if not Path(path).exists():
-            print(f"bench_tiles: {path} does not exist: run `soundscape demo` first, or pass "
-                  "--store and --checkpoint", file=sys.stderr)  # fmt: skip
-            return 2
+    if not resolve_store(args, "bench_tiles"):
+        return 2
     res: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                              "load_avg_at_start": os.getloadavg()}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-tiles-") as tmp:
