@@ -56,12 +56,8 @@ def _dataset_kwargs(text: str | None) -> dict[str, object]:
     return value
 
 
-def add_train_parser(sub: argparse._SubParsersAction) -> None:
-    """Register `train`."""
-    p = sub.add_parser("train", help="train a PSM model on a registered dataset")
-    p.add_argument(
-        "--config", default="test", help="model config name (paper, demo, test) or .json path"
-    )
+def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """--dataset and --dataset-args (train and evaluate read data the same way)."""
     p.add_argument("--dataset", default="synthetic", help="registered dataset name")
     p.add_argument(
         "--dataset-args",
@@ -69,6 +65,15 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
         default={},
         help="JSON keyword arguments for the dataset",
     )
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `train`."""
+    p = sub.add_parser("train", help="train a PSM model on a registered dataset")
+    p.add_argument(
+        "--config", default="test", help="model config name (paper, demo, test) or .json path"
+    )
+    _add_dataset_arguments(p)
     p.add_argument("--workdir", type=Path, required=True, help="folder for checkpoints and logs")
     p.add_argument("--steps", type=_positive, default=1000, help="optimisation steps in all")
     p.add_argument("--batch-size", type=_positive, default=128, help="samples per step")
@@ -179,13 +184,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="zero-shot retrieval table (I2A/A2I R@10%% and median rank)"
     )
     p.add_argument("--checkpoint", type=Path, required=True, help="a .safetensors checkpoint")
-    p.add_argument("--dataset", default="synthetic", help="registered dataset name")
-    p.add_argument(
-        "--dataset-args",
-        type=_dataset_kwargs,
-        default={},
-        help="JSON keyword arguments for the dataset",
-    )
+    _add_dataset_arguments(p)
     p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="dataset split"
     )

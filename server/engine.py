@@ -42,25 +42,12 @@ from model.scoring import QueryEmbedding, augment_query, match_probability, scor
 from server.cache import TieredCache
 from server.fused import CachedFusion
 from server.gallery import Gallery, build_gallery, pick_backend
+from server.render import percentile_range
 
-# Percentiles of the "relative" scale: one colour range per map, never per tile.
-RANGE_PERCENTILES = (2.0, 98.0)
 # Time sweeps (query-independent, about 1 MB each at the demo's width) kept in memory.
 MAX_SWEEPS = 8
 # A bbox spanning more chunks than this is searched in the level's gallery (one matrix).
 GALLERY_MIN_CHUNKS = 64
-
-
-def percentile_range(values: np.ndarray) -> tuple[float, float]:
-    """(2nd, 98th) percentile of the finite values, widened to a non-empty range; (0, 1) when
-    there are none."""
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return 0.0, 1.0
-    lo, hi = (float(v) for v in np.percentile(values, RANGE_PERCENTILES))
-    if not hi > lo:
-        hi = lo + max(abs(lo) * 1e-6, 1e-6)
-    return lo, hi
 
 
 class Engine:

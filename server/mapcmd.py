@@ -62,6 +62,7 @@ def run_map(args: argparse.Namespace) -> int:
     """Build the map and write it."""
     from embeddings_store.export import EXPORT_SUFFIXES, check_crs
     from model.errors import InputError
+    from server.render import parse_rescale
 
     out: Path = args.out
     suffix = out.suffix.lower()
@@ -75,7 +76,7 @@ def run_map(args: argparse.Namespace) -> int:
         raise InputError("--top-k must be at least 1")
     if args.rescale and suffix != ".png":
         raise InputError("--rescale sets the colours of a .png; the other outputs keep values")
-    rescale = parse_rescale(args.rescale) if args.rescale else None
+    rescale = parse_rescale(args.rescale) if args.rescale else None  # one-line InputError
     if suffix == ".png":
         from server.render import HEATMAP_COLORMAPS
 
@@ -100,17 +101,6 @@ def run_map(args: argparse.Namespace) -> int:
         f"{out}: {valid} cells at PSM zoom {made.attrs['psm_zoom']}, model {made.attrs['model_id']}"
     )
     return 0
-
-
-def parse_rescale(text: str) -> tuple[float, float]:
-    """'min,max' -> (min, max) as the tiles' `rescale` reads it; InputError otherwise."""
-    from model.errors import InputError
-    from server.render import parse_rescale as parse
-
-    try:
-        return parse(text)
-    except ValueError as exc:
-        raise InputError(f"--rescale: {exc}") from None
 
 
 def make_map(args: argparse.Namespace):  # -> xarray.Dataset
@@ -208,11 +198,8 @@ def render_png(ds, colormap: str, rescale: tuple[float, float] | None) -> bytes:
     """The score map at one pixel per cell, in a palette PNG (transparent where no cell)."""
     import numpy as np
 
-    from server.render import encode_png, quantize, to_unit
+    from server.render import encode_png, percentile_range, quantize, to_unit
 
     score = ds["score"].values
-    valid = np.isfinite(score)
-    lo, hi = rescale or tuple(float(v) for v in np.percentile(score[valid], (2.0, 98.0)))
-    if rescale is None and not hi > lo:
-        hi = lo + 1e-6
-    return encode_png(quantize(to_unit(score, lo, hi), valid), colormap)
+    lo, hi = rescale or percentile_range(score)
+    return encode_png(quantize(to_unit(score, lo, hi), np.isfinite(score)), colormap)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import mercantile
 import morecantile
 
-MAX_LATITUDE = 85.0511287798066
+from embeddings_store.grid import MAX_LATITUDE, tiles_for_bbox
+
 OWS = "http://www.opengis.net/ows/1.1"
 WMTS = "http://www.opengis.net/wmts/1.0"
 XLINK = "http://www.w3.org/1999/xlink"
@@ -40,12 +41,8 @@ class Coverage:
 
     def tile_range(self, z: int) -> tuple[int, int, int, int]:
         """(x0, y0, x1, y1) of the tiles at zoom z that meet the bounds."""
-        w, s, e, n = self.bounds
-        s, n = max(s, -MAX_LATITUDE), min(n, MAX_LATITUDE)
-        top_left = mercantile.tile(w, n, z)
-        # Nudge the east/south edges inwards so a bound on a tile edge does not add a tile.
-        bottom_right = mercantile.tile(e - 1e-9, s + 1e-9, z)
-        return top_left.x, top_left.y, bottom_right.x, bottom_right.y
+        x0, x1, y0, y1 = tiles_for_bbox(self.bounds, z)
+        return x0, y0, x1, y1
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -> ET.Element:

@@ -19,7 +19,6 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from model.errors import InputError
 from model.metadata import Metadata
 from server.render import (
     HEATMAP_COLORMAPS,
@@ -75,12 +74,7 @@ Rescale = Annotated[
 
 def rescale_of(text: str | None) -> tuple[float, float] | None:
     """A `rescale` parameter as (min, max); InputError (422) if it is not two numbers."""
-    if text is None:
-        return None
-    try:
-        return parse_rescale(text)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+    return None if text is None else parse_rescale(text)
 
 
 def _ramp_of(render: Any) -> tuple[float, float] | None:

@@ -15,8 +15,11 @@ import numpy as np
 from PIL import Image
 
 from embeddings_store.grid import TileWindow
+from model.errors import InputError
 
 TILE_PX = 256
+# Percentiles of the "relative" and "absolute" scales: one colour range per map, never per tile.
+RANGE_PERCENTILES = (2.0, 98.0)
 LEVELS = 255  # palette entries 1..255
 HEATMAP_COLORMAPS = ("viridis", "cividis", "magma", "inferno", "plasma")
 UNCERTAINTY_COLORMAPS = ("cividis", "viridis", "magma", "inferno", "plasma")
@@ -77,13 +80,25 @@ RESCALE_MAX_CHARS = 64
 
 
 def parse_rescale(text: str) -> tuple[float, float]:
-    """'min,max' -> (min, max); ValueError unless two finite numbers. min > max reverses the
+    """'min,max' -> (min, max); InputError unless two finite numbers. min > max reverses the
     ramp, min == max draws a step (below: first colour, at or above: last)."""
     if len(text) > RESCALE_MAX_CHARS or not re.fullmatch(RESCALE_PATTERN, text):
-        raise ValueError(f"rescale must be two numbers 'min,max'; got {text[:RESCALE_MAX_CHARS]!r}")
+        raise InputError(f"rescale must be two numbers 'min,max'; got {text[:RESCALE_MAX_CHARS]!r}")
     lo, hi = (float(v) for v in text.split(","))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"rescale must be finite; got {text!r}")
+        raise InputError(f"rescale must be finite; got {text!r}")
+    return lo, hi
+
+
+def percentile_range(values: np.ndarray) -> tuple[float, float]:
+    """(2nd, 98th) percentile of the finite values, widened to a non-empty range; (0, 1) when
+    there are none: the colour range of a map."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = (float(v) for v in np.percentile(values, RANGE_PERCENTILES))
+    if not hi > lo:
+        hi = lo + max(abs(lo) * 1e-6, 1e-6)
     return lo, hi
 
 

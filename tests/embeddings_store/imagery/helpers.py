@@ -100,7 +100,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data[start : end + 1])
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        """No access log: the test output stays readable."""
 
 
 class Server(http.server.ThreadingHTTPServer):
