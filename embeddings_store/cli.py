@@ -146,3 +146,76 @@ def run_precompute(args: argparse.Namespace) -> int:
         f"now, {report.valid_cells} valid cells; model {report.model_id}"
     )
     return 0
+
+
+def add_gallery_parser(sub: argparse._SubParsersAction) -> None:
+    """Register `gallery build`."""
+    p = sub.add_parser(
+        "gallery",
+        help="build a sound gallery (clips and labels embedded by a model) for /listen",
+        description="Sound galleries answer 'what would I hear here?' (GET /listen).",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    b = actions.add_parser(
+        "build",
+        help="embed a folder of WAV/FLAC/OGG/MP3 clips (and a label list) into a gallery",
+        description="Embed every clip of a folder with the model's audio tower, and each label "
+        "with its text tower. Resumable: re-running the same command finishes an interrupted "
+        "build. Unusable files are listed with the reason and skipped; the gallery appears "
+        "only when complete.",
+    )
+    b.add_argument("--audio-dir", required=True, type=Path, help="folder of clips (recursive)")
+    b.add_argument("--out", required=True, type=Path, help="gallery folder to write")
+    b.add_argument(
+        "--captions", type=Path, default=None,
+        help="CSV with columns file,caption (file relative to --audio-dir); default: the name",
+    )  # fmt: skip
+    b.add_argument(
+        "--labels", type=Path, default=None,
+        help="text file, one label per line, or label<TAB>query text to embed for it",
+    )  # fmt: skip
+    b.add_argument(
+        "--checkpoint", type=Path, default=None,
+        help="model .safetensors checkpoint (default: the packaged demo model)",
+    )  # fmt: skip
+    b.add_argument("--batch-size", type=int, default=32, help="clips per resumable part")
+    b.add_argument("--max-seconds", type=float, default=60.0, help="longest clip accepted")
+    b.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing gallery")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_gallery_build)
+
+
+def run_gallery_build(args: argparse.Namespace) -> int:
+    """Load the model and build the gallery."""
+    import torch
+
+    from embeddings_store.audio import AudioLimits
+    from embeddings_store.sounds.build import build_sound_gallery
+    from model.checkpoint import load_checkpoint
+
+    if args.batch_size < 1:
+        raise ValueError("--batch-size must be at least 1")
+    if not 0 < args.max_seconds <= 600:
+        raise ValueError("--max-seconds must be in (0, 600]")
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        from embeddings_store.demo.build import packaged_checkpoint
+
+        checkpoint = packaged_checkpoint()
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_checkpoint(checkpoint, device=device)
+    report = build_sound_gallery(
+        model, args.audio_dir, args.out, captions=args.captions, labels=args.labels,
+        limits=AudioLimits(max_seconds=args.max_seconds), batch=args.batch_size,
+        overwrite=args.overwrite, progress=not args.no_progress,
+    )  # fmt: skip
+    print(
+        f"gallery {report.out}: {report.clips} clips, {report.labels} labels, "
+        f"{len(report.skipped)} skipped, model {model.model_id}, {report.seconds:.1f} s"
+        + (f" ({report.parts_reused} parts reused)" if report.parts_reused else "")
+    )
+    return 0

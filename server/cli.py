@@ -13,7 +13,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser with every subcommand registered."""
-    from embeddings_store.cli import add_precompute_parser
+    from embeddings_store.cli import add_gallery_parser, add_precompute_parser
     from model.cli import add_evaluate_parser, add_import_parser, add_train_parser
     from server.demo import add_demo_parser
     from server.mapcmd import add_map_parser
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(sub)
     add_import_parser(sub)
     add_precompute_parser(sub)
+    add_gallery_parser(sub)
     add_serve_parser(sub)
     add_map_parser(sub)
     add_demo_parser(sub)
