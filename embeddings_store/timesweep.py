@@ -7,15 +7,17 @@ and hour) and each query's range is then one matrix product over it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from torch import nn
 
 from embeddings_store.fusion import FusedCells
-from embeddings_store.grid import CellExtent, Level
+from embeddings_store.grid import MAX_LATITUDE, CellExtent, Level
 from embeddings_store.scoring import cell_values
 from embeddings_store.store import EmbeddingStore
 from model.inference import fuse_batch
-from model.metadata import Metadata, make_metadata, source_index
+from model.metadata import Metadata, MetadataBatch, make_metadata, source_index
 from model.scoring import QueryEmbedding, augment_cells
 
 MONTHS = np.arange(1, 13)
@@ -64,21 +66,85 @@ def time_sweep(
         return FusedCells.empty(0, store.embed_dim)
     month = np.repeat(MONTHS, HOURS.size * k)
     hour = np.tile(np.repeat(HOURS, k), MONTHS.size)
+    batch = time_batch(model, np.tile(lat, times), np.tile(lon, times), month, hour, metadata)
+    fused = fuse_batch(model, np.tile(h, (times, 1)), batch, precision)
+    n = k * times
+    return FusedCells(augment_cells(fused.mu, fused.c), fused.uncertainty, np.ones(n, bool))
+
+
+def time_batch(
+    model: nn.Module,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    month: np.ndarray,
+    hour: np.ndarray,
+    metadata: Metadata,
+) -> MetadataBatch:
+    """Encoded metadata for rows at (lat, lon) with per-row month and hour (NaN: masked) and
+    `metadata`'s sources and location switch."""
     cfg = model.config
-    batch = make_metadata(
-        np.tile(lat, times),
-        np.tile(lon, times),
-        month=month,
-        hour=hour,
+    return make_metadata(
+        lat, lon, month=month, hour=hour,
         asource=None if metadata.asource is None
         else source_index(metadata.asource, cfg.audio_sources),
         tsource=None if metadata.tsource is None
         else source_index(metadata.tsource, cfg.caption_sources),
         use_location=metadata.location,
     )  # fmt: skip
-    fused = fuse_batch(model, np.tile(h, (times, 1)), batch, precision)
-    n = k * times
-    return FusedCells(augment_cells(fused.mu, fused.c), fused.uncertainty, np.ones(n, bool))
+
+
+@dataclass(frozen=True)
+class TimeProfile:
+    """One cell fused under each of the 24 hours (month as asked) and each of the 12 months
+    (hour as asked), the other metadata fixed."""
+
+    cell: CellExtent  # the 1 x 1 block of the cell
+    lat: float  # the cell centre
+    lon: float
+    hours: FusedCells  # 24 rows, hour 0..23
+    months: FusedCells  # 12 rows, month 1..12
+
+
+def time_profile(
+    model: nn.Module,
+    store: EmbeddingStore,
+    level: Level,
+    lat: float,
+    lon: float,
+    metadata: Metadata,
+    precision: str = "auto",
+) -> TimeProfile | None:
+    """The cell under (lat, lon) fused at every hour and every month in one batch (36 rows);
+    None where the store holds no valid cell."""
+    if not abs(lat) <= MAX_LATITUDE:
+        return None
+    cx, cy = (int(v[0]) for v in level.cell_of_lonlat(np.array([lon]), np.array([lat])))
+    held = store.extent(level.psm_zoom)
+    if not held.holds_chunk(cx // level.n, cy // level.n):
+        return None
+    block = CellExtent(level, cx, cx + 1, cy, cy + 1)
+    cells = store.read_cells(block)
+    if not bool(cells.valid.reshape(-1)[0]):
+        return None
+    c_lat, c_lon = (float(v[0]) for v in cells.centres(np.zeros(1, np.int64)))
+    nan = np.nan
+    month = np.concatenate([np.full(HOURS.size, nan if metadata.month is None
+                                    else metadata.month), MONTHS])  # fmt: skip
+    hour = np.concatenate([HOURS, np.full(MONTHS.size, nan if metadata.hour is None
+                                          else metadata.hour)])  # fmt: skip
+    rows = month.size
+    batch = time_batch(model, np.full(rows, c_lat), np.full(rows, c_lon), month, hour, metadata)
+    h = np.repeat(np.asarray(cells.h.reshape(1, -1), np.float32), rows, axis=0)
+    fused = fuse_batch(model, h, batch, precision)
+    all_rows = FusedCells(augment_cells(fused.mu, fused.c), fused.uncertainty, np.ones(rows, bool))
+    hours = all_rows.take(np.arange(HOURS.size))
+    months = all_rows.take(np.arange(HOURS.size, rows))
+    return TimeProfile(block, c_lat, c_lon, hours, months)
+
+
+def peak_words(hour: int) -> str:
+    """A profile's peak hour in words, e.g. 'peaks around 05:00'."""
+    return f"peaks around {int(hour):02d}:00"
 
 
 def sweep_values(sweep: FusedCells, query: QueryEmbedding | None) -> np.ndarray:

@@ -77,4 +77,5 @@ def run_demo(args: argparse.Namespace) -> int:
         workers=args.workers,
         store=str(paths.store),
         checkpoint=str(paths.checkpoint),
+        gallery=str(paths.gallery),
     )

@@ -152,20 +152,44 @@ class Engine:
             fusion=self.fusion, variables=variables,
         )  # fmt: skip
 
-    def value_range(self, metadata: Metadata, query: QueryEmbedding | None) -> tuple[float, float]:
-        """2nd..98th percentile of scores (uncertainty if no query) over the coarse level."""
+    def range_regions(self) -> list[CellExtent]:
+        """Where colour ranges are measured: the coarse level, or an even, deterministic
+        sample of its chunks when it holds more than `range_max_cells` cells."""
         level = self.coarse
-        name = "uncertainty" if query is None else "score"
         ext = self.store.extent(level.psm_zoom)
         tiles = list(ext.tiles())
         budget = max(self.range_max_cells // (level.n * level.n), 1)
         if len(tiles) <= budget:
-            regions = [ext.cells]
-        else:  # an even, deterministic sample of chunks
-            picks = np.linspace(0, len(tiles) - 1, budget).round().astype(int)
-            regions = [CellExtent.chunk(level, *tiles[i]) for i in picks]
-        parts = [self.scores(query, metadata, level, r, (name,))[name].values for r in regions]
+            return [ext.cells]
+        picks = np.linspace(0, len(tiles) - 1, budget).round().astype(int)
+        return [CellExtent.chunk(level, *tiles[i]) for i in picks]
+
+    def value_range(self, metadata: Metadata, query: QueryEmbedding | None) -> tuple[float, float]:
+        """2nd..98th percentile of scores (uncertainty if no query) over the coarse level."""
+        name = "uncertainty" if query is None else "score"
+        parts = [self.scores(query, metadata, self.coarse, r, (name,))[name].values
+                 for r in self.range_regions()]  # fmt: skip
         return percentile_range(np.concatenate([p.reshape(-1) for p in parts]))
+
+    def difference(
+        self, a: QueryEmbedding, meta_a: Metadata, b: QueryEmbedding, meta_b: Metadata,
+        level: Level, region: CellExtent,
+    ) -> np.ndarray:  # fmt: skip
+        """score(A) - score(B) over a block of cells (NaN where no cell)."""
+        score_a = self.scores(a, meta_a, level, region, ("score",))["score"].values
+        score_b = self.scores(b, meta_b, level, region, ("score",))["score"].values
+        return score_a - score_b
+
+    def difference_range(
+        self, a: QueryEmbedding, meta_a: Metadata, b: QueryEmbedding, meta_b: Metadata
+    ) -> tuple[float, float]:
+        """(-m, m): a range centred at 0 holding the 2nd..98th percentile of A - B over the
+        coarse level, so the diverging ramp's middle colour means 'no difference'."""
+        parts = [self.difference(a, meta_a, b, meta_b, self.coarse, r).reshape(-1)
+                 for r in self.range_regions()]  # fmt: skip
+        lo, hi = percentile_range(np.concatenate(parts))
+        m = max(abs(lo), abs(hi), 1e-6)
+        return -m, m
 
     def absolute_range(
         self, metadata: Metadata, query: QueryEmbedding | None

@@ -48,9 +48,11 @@ STATUS: tuple[tuple[type[SoundscapeError], int], ...] = (
     (SoundscapeError, 500),
 )
 DESCRIPTIONS = {
+    400: "malformed Range header",
     404: "not found: an unknown query id, or a tile/level outside the store",
     413: "too large: the body, the audio or the region exceeds a limit (named in detail)",
     415: "unsupported media type",
+    416: "range not satisfiable: the Range header lies beyond the file",
     422: "invalid input (detail says which)",
     429: "rate limited: retry after Retry-After seconds",
     503: "busy: retry after Retry-After seconds",

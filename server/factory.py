@@ -10,19 +10,22 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from embeddings_store.export import check_crs, feature_collection
 from embeddings_store.scoring import BBox
+from embeddings_store.sounds.gallery import CLIP_ID_PATTERN, MEDIA_TYPES
 from model.errors import (
     InputError,
+    NotFoundError,
     RateLimitedError,
     TooLargeError,
     UnknownQueryError,
@@ -30,8 +33,11 @@ from model.errors import (
 )
 from model.scoring import QueryEmbedding
 from server.errors import responses, validation_message
+from server.listening import Listener
 from server.models import (
+    ListenOut,
     PointOut,
+    ProfileOut,
     QueryOut,
     SimilarityOut,
     TextQuery,
@@ -71,6 +77,13 @@ QueryPath = Annotated[
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 _NUMBER = r"-?\d+(\.\d+)?([eE][-+]?\d+)?"
 BBOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
+SegmentQuery = Annotated[
+    str,
+    Path(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
+         description="query id, or URL-encoded query text without '/' (register such texts "
+         "with POST /queries and use the id)"),
+]  # fmt: skip
+ClipExt = Enum("ClipExt", {e: e for e in MEDIA_TYPES}, type=str)  # type: ignore[misc]
 QueryIdPath = Annotated[
     str, Path(pattern=QUERY_ID_PATTERN, max_length=64, description="id from POST /queries")
 ]
@@ -137,6 +150,9 @@ class SoundscapeFactory:
         self.UncertaintyRender = Annotated[
             p.uncertainty_render, Depends(inline(p.uncertainty_render))
         ]
+        self.MetaB = Annotated[p.metadata_b, Depends(inline(p.metadata_b))]
+        self.CompareRender = Annotated[p.compare_render, Depends(inline(p.compare_render))]
+        self.listener = Listener(engine, self.svc.sounds)
         self.level_query = Annotated[
             p.psm_zoom | None, Query(description="PSM zoom (default: by web zoom)")
         ]
@@ -148,10 +164,12 @@ class SoundscapeFactory:
     def register_routes(self) -> None:
         """Register every route family."""
         self.tile_routes()
+        self.compare_route()
         self.query_routes()
         self.legend_route()
         self.similarity_route()
         self.map_routes()
+        self.listen_routes()
         self.info_route()
         self.ops_routes()
 
@@ -256,6 +274,35 @@ class SoundscapeFactory:
             tiles.address(tile.z, tile.x, tile.y)
             key = tiles.imagery_key(tile.z, tile.x, tile.y)
             return await self.png(request, "imagery", key, tiles.imagery, tile.z, tile.x, tile.y)
+
+    def compare_route(self) -> None:
+        """Difference tiles: one query or time against another."""
+        tiles, Level = self.svc.tiles, self.level_query
+
+        @self.router.get(
+            "/compare/{query_a}/{query_b}/{z}/{x}/{y}.png", response_class=Response,
+            responses=TILE_RESPONSES, operation_id="compare_tile", tags=["tiles"],
+            summary="Difference tile: score of A minus score of B (B: A's metadata with the b_* "
+            "overrides), a diverging ramp centred at 0",
+        )  # fmt: skip
+        async def compare_tile(
+            request: Request,
+            query_a: SegmentQuery,
+            query_b: SegmentQuery,
+            tile: self.Tile,
+            meta: self.Meta,
+            meta_b: self.MetaB,
+            render: self.CompareRender,
+            level: Level = None,
+        ) -> Response:
+            lv = tiles.address(tile.z, tile.x, tile.y, level)
+            a, b = await self.resolve(query_a), await self.resolve(query_b)
+            metadata_b = meta_b.override(meta.metadata)
+            req = TileRequest(tile.z, tile.x, tile.y, meta.metadata, level, "relative",
+                              render.colormap.value, render.ramp)  # fmt: skip
+            key = tiles.compare_key(a[0], b[0], metadata_b, req)
+            return await self.png(request, "compare", key, tiles.compare, a, b, metadata_b, req,
+                                  lv)  # fmt: skip
 
     def query_routes(self) -> None:
         """Register a query, look one up, its TileJSON."""
@@ -410,6 +457,7 @@ class SoundscapeFactory:
         )  # fmt: skip
         async def legend(
             meta: self.Meta,
+            meta_b: self.MetaB,
             query: Annotated[
                 str | None,
                 Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
@@ -422,9 +470,21 @@ class SoundscapeFactory:
                 AnyColormap | None, Query(description="ramp (default by kind)")
             ] = None,
             rescale: Rescale = None,
+            query_b: Annotated[
+                str | None,
+                Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
+                      description="a comparison's query B (id or text): the legend of "
+                      "/compare tiles"),
+            ] = None,
         ) -> dict[str, Any]:  # fmt: skip
-            kind = "uncertainty" if query is None else "heatmap"
             ramp = rescale_of(rescale)
+            if query_b is not None:
+                if query is None:
+                    raise InputError("a comparison's legend needs query (A) as well as query_b")
+                return await self.compare_legend(
+                    query, query_b, meta.metadata, meta_b.override(meta.metadata), colormap, ramp
+                )
+            kind = "uncertainty" if query is None else "heatmap"
             qid, emb = (None, None) if query is None else await self.resolve(query)
             scale = "relative" if query is None else scale
             if ramp is not None:
@@ -434,15 +494,34 @@ class SoundscapeFactory:
                     svc.tiles.value_range, qid, emb, meta.metadata, scale
                 )
             cmap = colormap.value if colormap is not None else DEFAULT_COLORMAP[kind]
-            pal = np.frombuffer(palette(cmap), np.uint8).reshape(256, 3)[1:]
-            stops = pal[np.linspace(0, len(pal) - 1, 11).round().astype(int)]
             label = {"uncertainty": "||sigma||_1", "heatmap": "-CSD"}[kind]
             return {
                 "kind": kind, "query": qid, "scale": scale, "colormap": cmap, "min": lo,
                 "max": hi,
                 "label": "match probability" if scale == "probability" else label,
-                "colors": ["#" + bytes(int(c) for c in rgb).hex() for rgb in stops],
+                "colors": legend_colors(cmap),
             }  # fmt: skip
+
+    async def compare_legend(
+        self, query_a: str, query_b: str, meta_a: Any, meta_b: Any, colormap: Any,
+        ramp: tuple[float, float] | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The legend of a difference map: its range around 0 and its diverging ramp."""
+        a, b = await self.resolve(query_a), await self.resolve(query_b)
+        if ramp is not None:
+            lo, hi = ramp
+        else:
+            lo, hi = await self.svc.executor.run(
+                self.svc.tiles.difference_range, a, meta_a, b, meta_b
+            )
+        cmap = colormap.value if colormap is not None else DEFAULT_COLORMAP["compare"]
+        return {
+            "kind": "compare", "query": a[0], "query_b": b[0], "scale": "difference",
+            "colormap": cmap, "min": lo, "max": hi,
+            "metadata": meta_a.key(), "metadata_b": meta_b.key(),
+            "label": "-CSD of A minus -CSD of B (above 0: more like A)",
+            "colors": legend_colors(cmap),
+        }  # fmt: skip
 
     def similarity_route(self) -> None:
         """Scores at points, or the top-k cells of a bbox."""
@@ -534,6 +613,74 @@ class SoundscapeFactory:
             found = await svc.executor.run(engine.point_levels, emb, meta.metadata, lat, lon)
             return PointOut(lon=lon, lat=lat, query=qid, levels=point_levels(found))
 
+    def listen_routes(self) -> None:
+        """What would I hear here, a clip of the gallery, and when a sound peaks here."""
+        svc, engine, listener = self.svc, self.svc.engine, self.listener
+        Lat = Annotated[float, Query(ge=-90, le=90, description="latitude (degrees)")]
+        Lon = Annotated[float, Query(ge=-180, le=180, description="longitude (degrees)")]
+
+        def level_of(psm: Any) -> Any:
+            return engine.level(int(psm)) if psm else engine.default_level()
+
+        @self.router.get(
+            "/listen", tags=["listen"], response_model=ListenOut,
+            summary="What would I hear here? Gallery clips and labels ranked for the place "
+            "under the metadata",
+            responses=responses(404, 422, 503),
+        )  # fmt: skip
+        async def listen(
+            lat: Lat,
+            lon: Lon,
+            meta: self.Meta,
+            level: self.psm_query = None,  # type: ignore[valid-type]
+            k: Annotated[
+                int, Query(ge=1, le=svc.settings.max_listen_k, description="clips to return")
+            ] = 5,
+        ) -> Any:
+            return await svc.executor.run(listener.listen, lat, lon, meta.metadata,
+                                          level_of(level), k)  # fmt: skip
+
+        @self.router.get(
+            "/gallery/{clip_id}.{ext}", tags=["listen"], response_class=Response,
+            summary="A gallery clip (range requests supported)",
+            responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}},
+                       206: {"description": "the requested byte range"},
+                       **responses(400, 404, 416, 422)},
+        )  # fmt: skip
+        async def gallery_clip(
+            clip_id: Annotated[str, Path(pattern=CLIP_ID_PATTERN, description="clip id")],
+            ext: Annotated[ClipExt, Path(description="the clip's container")],
+        ) -> Response:
+            clip = None if svc.sounds is None else svc.sounds.clip(clip_id)
+            if clip is None or clip.ext != ext.value:
+                raise NotFoundError(f"no clip {clip_id}.{ext.value} in this service's gallery")
+            return FileResponse(
+                svc.sounds.clip_file(clip), media_type=MEDIA_TYPES[clip.ext],
+                headers={"Cache-Control": "public, max-age=31536000, immutable"},
+            )  # fmt: skip
+
+        @self.router.get(
+            "/profile", tags=["listen"], response_model=ProfileOut,
+            summary="When does it peak here? A query's score at the place for each hour and "
+            "month (one batched fusion)",
+            responses=responses(404, 422, 503),
+        )  # fmt: skip
+        async def profile(
+            lat: Lat,
+            lon: Lon,
+            query: Annotated[
+                str,
+                Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
+                      description="query id or text"),
+            ],
+            meta: self.Meta,
+            level: self.psm_query = None,  # type: ignore[valid-type]
+        ) -> Any:  # fmt: skip
+            qid, emb = await self.resolve(query)
+            found = await svc.executor.run(listener.profile, emb, lat, lon, meta.metadata,
+                                           level_of(level))  # fmt: skip
+            return {**found, "query": qid}
+
     def info_route(self) -> None:
         """What the service serves: model, store levels, zooms, vocabulary, limits."""
         svc = self.svc
@@ -574,6 +721,13 @@ class SoundscapeFactory:
             return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+def legend_colors(cmap: str) -> list[str]:
+    """11 evenly spaced colours of a ramp, as #rrggbb."""
+    pal = np.frombuffer(palette(cmap), np.uint8).reshape(256, 3)[1:]
+    stops = pal[np.linspace(0, len(pal) - 1, 11).round().astype(int)]
+    return ["#" + bytes(int(c) for c in rgb).hex() for rgb in stops]
+
+
 def _text_of(body: bytes) -> str:
     """The text of a POST /queries JSON body (InputError with the reason if it is not one)."""
     try:
@@ -608,6 +762,9 @@ def service_info(svc: Service) -> dict[str, Any]:
             "created": store.attrs.get("created"),
             "imagery": bool(svc.tiles.imagery_spec),
         },
+        "gallery": None
+        if svc.sounds is None
+        else {"clips": len(svc.sounds.clips), "labels": len(svc.sounds.labels)},
         "zoom_range": list(engine.zoom_range),
         # Which level serves each web zoom when the client names none (level "auto").
         "auto_levels": [
@@ -643,5 +800,6 @@ def service_info(svc: Service) -> dict[str, Any]:
             "body_mb": svc.settings.max_body_mb,
             "points": svc.settings.max_points,
             "top_k": svc.settings.max_top_k,
+            "listen_k": svc.settings.max_listen_k,
         },
     }

@@ -162,9 +162,9 @@ def embed_query(model, args: argparse.Namespace):  # -> QueryEmbedding
     """The query of `--text` or `--audio`, validated as the service validates uploads."""
     import numpy as np
 
+    from embeddings_store.audio import AudioLimits, decode_audio
     from model.errors import InputError
     from model.scoring import QueryEmbedding
-    from server.audio import AudioLimits, decode_audio
     from server.queries import normalize_text
 
     if args.text is not None:

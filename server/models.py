@@ -226,3 +226,68 @@ class TileJSON(BaseModel):
     maxzoom: int
     bounds: list[float] = Field(..., description="west, south, east, north (degrees)")
     center: list[float] = Field(..., description="longitude, latitude, zoom")
+
+
+class ListenCell(BaseModel):
+    """The cell a place falls in."""
+
+    lat: float = Field(description="the cell centre's latitude")
+    lon: float = Field(description="the cell centre's longitude")
+    psm_zoom: int
+    cell_size_m: float
+    uncertainty: float = Field(description="||sigma||_1 of the fused cell under the metadata")
+
+
+class ListenSound(BaseModel):
+    """A gallery clip ranked for a place."""
+
+    id: str
+    caption: str
+    score: float = Field(description="-CSD between the fused cell and the clip")
+    probability: float = Field(description="learned match probability")
+    duration_s: float
+    audio_url: str = Field(description="where the clip plays (GET, range requests supported)")
+
+
+class ListenLabel(BaseModel):
+    """A label of the gallery's vocabulary ranked for a place."""
+
+    label: str
+    score: float
+    probability: float
+
+
+class ListenOut(BaseModel):
+    """GET /listen answer: the cell, its most likely clips and every label, best first."""
+
+    cell: ListenCell
+    sounds: list[ListenSound]
+    labels: list[ListenLabel]
+
+
+class HourValue(BaseModel):
+    """A query's score at one hour."""
+
+    hour: int
+    score: float
+    probability: float
+
+
+class MonthValue(BaseModel):
+    """A query's score in one month."""
+
+    month: int
+    score: float
+    probability: float
+
+
+class ProfileOut(BaseModel):
+    """GET /profile answer: a query's score at a place for each hour and month."""
+
+    cell: ListenCell
+    query: str
+    hours: list[HourValue] = Field(description="24 entries, the month and sources as asked")
+    months: list[MonthValue] = Field(description="12 entries, the hour and sources as asked")
+    peak_hour: int
+    peak_month: int
+    summary: str = Field(description="the peak hour in words, e.g. 'peaks around 05:00'")

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from model.metadata import Metadata
 from server.render import (
+    DIVERGING_COLORMAPS,
     HEATMAP_COLORMAPS,
     RESCALE_MAX_CHARS,
     RESCALE_PATTERN,
@@ -45,7 +46,11 @@ def _enum(name: str, values: list[str]) -> type[Enum]:
 
 HeatmapColormap = _enum("HeatmapColormap", list(HEATMAP_COLORMAPS))
 UncertaintyColormap = _enum("UncertaintyColormap", list(UNCERTAINTY_COLORMAPS))
-AnyColormap = _enum("Colormap", list(dict.fromkeys(HEATMAP_COLORMAPS + UNCERTAINTY_COLORMAPS)))
+DivergingColormap = _enum("DivergingColormap", list(DIVERGING_COLORMAPS))
+AnyColormap = _enum(
+    "Colormap",
+    list(dict.fromkeys(HEATMAP_COLORMAPS + UNCERTAINTY_COLORMAPS + DIVERGING_COLORMAPS)),
+)
 
 
 @functools.cache
@@ -104,6 +109,13 @@ def _metadata_of(params: Any) -> Metadata:
                        for f in METADATA_FIELDS})  # fmt: skip
 
 
+def _override(params: Any, base: Metadata) -> Metadata:
+    """`base` with the `b_*` fields that were given put in."""
+    given = {f: getattr(getattr(params, f"b_{f}"), "value", getattr(params, f"b_{f}"))
+             for f in METADATA_FIELDS}  # fmt: skip
+    return base.replace(**{f: v for f, v in given.items() if v is not None})
+
+
 class _MetadataBodyBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -123,6 +135,8 @@ class Params:
     tile: type  # z/x/y path dependency
     heatmap_render: type  # scale + colormap dependency
     uncertainty_render: type  # colormap dependency
+    metadata_b: type  # b_* overrides of a comparison's second map, with `.override(meta)`
+    compare_render: type  # diverging colormap + rescale
 
 
 def build_params(
@@ -150,6 +164,18 @@ def build_params(
         frozen=True,
     )
     metadata_params.__doc__ = "Metadata fused into the image side (query string)."
+    b_types = {**types, "location": bool | None}  # None: as map A's
+    b_fields = [
+        (f"b_{name}",
+         Annotated[b_types[name], Query(description=f"map B's {name} (default: map A's)",
+                                        **extra)],
+         dataclasses.field(default=None))
+        for name, (desc, extra) in METADATA_FIELDS.items()
+    ]  # fmt: skip
+    metadata_b = dataclasses.make_dataclass(
+        "MetadataOverrides", b_fields, namespace={"override": _override}, frozen=True
+    )
+    metadata_b.__doc__ = "A comparison's map B: map A's metadata with these fields replaced."
     body_fields: dict[str, Any] = {
         name: (types[name], Field(defaults.get(name), description=desc, **extra))
         for name, (desc, extra) in METADATA_FIELDS.items()
@@ -212,6 +238,18 @@ def build_params(
 
         ramp = property(_ramp_of, doc="`rescale` as (min, max), or None.")
 
+    @dataclass(frozen=True)
+    class CompareRender:
+        """How a difference map is coloured (a diverging ramp centred at 0)."""
+
+        colormap: Annotated[DivergingColormap, Query(description="diverging ramp")] = (
+            DivergingColormap[DEFAULT_COLORMAP["compare"]]
+        )  # type: ignore[misc]
+        rescale: Rescale = None
+
+        ramp = property(_ramp_of, doc="`rescale` as (min, max), or None.")
+
     return Params(
-        metadata_params, metadata_body, psm_zoom, TileAddress, HeatmapRender, UncertaintyRender
-    )
+        metadata_params, metadata_body, psm_zoom, TileAddress, HeatmapRender, UncertaintyRender,
+        metadata_b, CompareRender,
+    )  # fmt: skip

@@ -10,9 +10,9 @@ import unicodedata
 import numpy as np
 import torch
 
+from embeddings_store.audio import AudioLimits, decode_audio
 from model.errors import InputError
 from model.scoring import QueryEmbedding
-from server.audio import AudioLimits, decode_audio
 from server.cache import TieredCache
 
 # The limit is on the text as sent (what the OpenAPI schema can state and a client can check);

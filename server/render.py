@@ -23,6 +23,8 @@ RANGE_PERCENTILES = (2.0, 98.0)
 LEVELS = 255  # palette entries 1..255
 HEATMAP_COLORMAPS = ("viridis", "cividis", "magma", "inferno", "plasma")
 UNCERTAINTY_COLORMAPS = ("cividis", "viridis", "magma", "inferno", "plasma")
+# Difference maps (A - B): a neutral middle at 0, two hues for the two sides.
+DIVERGING_COLORMAPS = ("RdBu_r", "PuOr_r", "coolwarm", "BrBG")
 
 
 def _axis_weights(offset: float, span: float, cells: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,11 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=None, help="embedding store (default: the demo store)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the demo model)")
     p.add_argument(
+        "--gallery", default=None,
+        help="sound gallery for /listen, from `soundscape gallery build` (default: a `gallery` "
+        "folder beside the store, as the demo has)",
+    )  # fmt: skip
+    p.add_argument(
         "--redis-url",
         default=None,
         help="shared cache, e.g. redis://127.0.0.1:6379/0 (default: none, each worker "
@@ -59,6 +64,7 @@ def run_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         store=args.store,
         checkpoint=args.checkpoint,
+        gallery=args.gallery,
         redis_url=args.redis_url,
         threads=args.threads,
         cors_origins=args.cors_origin,
@@ -74,6 +80,7 @@ def serve(
     workers: int = 1,
     store: str | None = None,
     checkpoint: str | None = None,
+    gallery: str | None = None,
     redis_url: str | None = None,
     threads: int | None = None,
     cors_origins: list[str] | None = None,
@@ -86,7 +93,7 @@ def serve(
     import uvicorn
 
     from model.errors import InputError
-    from server.service import resolve_paths
+    from server.service import resolve_gallery, resolve_paths
     from server.settings import Settings
 
     if workers < 1:
@@ -94,6 +101,7 @@ def serve(
     env = {
         "SOUNDSCAPE_STORE": store,
         "SOUNDSCAPE_CHECKPOINT": checkpoint,
+        "SOUNDSCAPE_GALLERY": gallery,
         "SOUNDSCAPE_REDIS_URL": redis_url,
         "SOUNDSCAPE_WORKERS_THREADS": None if threads is None else str(threads),
         "SOUNDSCAPE_CORS_ORIGINS": json.dumps(cors_origins) if cors_origins else None,
@@ -106,8 +114,15 @@ def serve(
     from embeddings_store.store import EmbeddingStore
     from model.checkpoint import read_header
 
-    EmbeddingStore.open(store, expect_model_id=read_header(checkpoint)["model_id"])
+    model_id = read_header(checkpoint)["model_id"]
+    EmbeddingStore.open(store, expect_model_id=model_id)
     os.environ["SOUNDSCAPE_STORE"], os.environ["SOUNDSCAPE_CHECKPOINT"] = store, checkpoint
+    sounds = resolve_gallery(Settings(), store)
+    if sounds is not None:
+        from embeddings_store.sounds.gallery import SoundGallery
+
+        SoundGallery.open(sounds, expect_model_id=model_id)
+        os.environ["SOUNDSCAPE_GALLERY"] = sounds
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers write their metrics here so that /metrics reports all of them.

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from embeddings_store.audio import AudioLimits
+from embeddings_store.sounds.gallery import SoundGallery
 from embeddings_store.store import EmbeddingStore
 from model.errors import MissingResourceError
-from server.audio import AudioLimits
 from server.cache import LRUCache, RedisCache, TieredCache
 from server.engine import Engine
 from server.executor import BoundedExecutor
@@ -42,6 +43,24 @@ def resolve_paths(settings: Settings) -> tuple[str, str]:
     return store, checkpoint
 
 
+def engine_backend(settings: Settings) -> str:
+    """The exact-search backend for the settings: faiss on GPU hosts (auto), else numpy."""
+    from server.gallery import pick_backend
+
+    return pick_backend(settings.similarity_backend)
+
+
+def resolve_gallery(settings: Settings, store: str) -> str | None:
+    """The sound gallery to serve: the settings', else a `gallery` folder beside a local store
+    (the demo's layout), else none (/listen then answers 404)."""
+    if settings.gallery:
+        return settings.gallery
+    if "://" in store:
+        return None
+    beside = Path(store).resolve().parent / "gallery"
+    return str(beside) if (beside / "gallery.json").is_file() else None
+
+
 @dataclass
 class Service:
     """Everything a request handler needs (one per worker process)."""
@@ -58,6 +77,7 @@ class Service:
     limiter: RateLimiter
     audio_limits: AudioLimits
     ready_s: float
+    sounds: SoundGallery | None = None
 
     @property
     def model_id(self) -> str:
@@ -81,6 +101,12 @@ def build_service(settings: Settings) -> Service:
     device = settings.resolved_device()
     model = load_checkpoint(ckpt_path, device=device)
     store = EmbeddingStore.open(store_path, expect_model_id=model.model_id)
+    gallery_path = resolve_gallery(settings, store_path)
+    sounds = None
+    if gallery_path is not None:
+        sounds = SoundGallery.open(
+            gallery_path, expect_model_id=model.model_id, backend=engine_backend(settings)
+        )
     metrics = Metrics()
     redis = None
     if settings.redis_url:
@@ -115,6 +141,7 @@ def build_service(settings: Settings) -> Service:
             settings.max_audio_s, settings.max_channels, settings.max_sample_rate
         ),
         ready_s=time.monotonic() - started,
+        sounds=sounds,
     )
     log.info(
         "ready",
@@ -125,6 +152,7 @@ def build_service(settings: Settings) -> Service:
                 "redis": bool(redis),
                 "device": device,
                 "similarity_backend": engine.backend,
+                "gallery": gallery_path,
                 "seconds": round(svc.ready_s, 2),
             }
         },

@@ -17,6 +17,12 @@ class Settings(BaseSettings):
 
     store: str | None = Field(None, description="embedding store path/URL (default: demo store)")
     checkpoint: str | None = Field(None, description="model checkpoint (default: demo model)")
+    gallery: str | None = Field(
+        None,
+        description="sound gallery folder for /listen (default: a `gallery` folder beside a "
+        "local store, as `soundscape demo` lays them out)",
+    )
+    max_listen_k: int = Field(50, ge=1, le=1000, description="sounds one /listen may return")
     # REDIS_URL is the conventional name on hosting platforms; SOUNDSCAPE_REDIS_URL wins.
     redis_url: str | None = Field(
         None, validation_alias=AliasChoices("SOUNDSCAPE_REDIS_URL", "REDIS_URL")

@@ -33,7 +33,7 @@ from server.render import (
 # probability: the learned match probability on [0, 1].
 Scale = Literal["relative", "absolute", "probability"]
 SCALES: tuple[str, ...] = ("relative", "absolute", "probability")
-DEFAULT_COLORMAP = {"heatmap": "viridis", "uncertainty": "cividis"}
+DEFAULT_COLORMAP = {"heatmap": "viridis", "uncertainty": "cividis", "compare": "RdBu_r"}
 _RANGE = struct.Struct("<dd")
 
 
@@ -87,6 +87,10 @@ class TileService:
         """PNG cache key of an uncertainty tile."""
         return f"u:{self.engine.store_token}:{req.key()}"
 
+    def compare_key(self, a: str, b: str, meta_b: Metadata, req: TileRequest) -> str:
+        """PNG cache key of a difference tile (A under `req.meta`, B under `meta_b`)."""
+        return f"c:{self.engine.store_token}:{a}:{b}:{meta_b.key()}:{req.key()}"
+
     def imagery_key(self, z: int, x: int, y: int) -> str:
         """PNG cache key of a base-map tile."""
         return f"i:{self.engine.store_token}:{z}/{x}/{y}"
@@ -111,6 +115,20 @@ class TileService:
 
             def compute() -> bytes:
                 return _RANGE.pack(*self.engine.value_range(meta, query))
+
+        data, _ = self.cache.get_or_compute(key, compute)
+        lo, hi = _RANGE.unpack(data)
+        return lo, hi
+
+    def difference_range(
+        self, a: tuple[str, QueryEmbedding], meta_a: Metadata, b: tuple[str, QueryEmbedding],
+        meta_b: Metadata,
+    ) -> tuple[float, float]:  # fmt: skip
+        """(-m, m) of a comparison, shared by all its tiles."""
+        key = f"rc:{self.engine.store_token}:{a[0]}:{meta_a.key()}:{b[0]}:{meta_b.key()}"
+
+        def compute() -> bytes:
+            return _RANGE.pack(*self.engine.difference_range(a[1], meta_a, b[1], meta_b))
 
         data, _ = self.cache.get_or_compute(key, compute)
         lo, hi = _RANGE.unpack(data)
@@ -154,6 +172,32 @@ class TileService:
         return self.cache.get_or_compute(
             self.uncertainty_key(req), lambda: self.render(req, level, None, None)
         )
+
+    def compare(
+        self, a: tuple[str, QueryEmbedding], b: tuple[str, QueryEmbedding], meta_b: Metadata,
+        req: TileRequest, level: Level,
+    ) -> tuple[bytes, str]:  # fmt: skip
+        """(PNG, cache outcome) of a difference tile: score(A) - score(B), 0 in the middle."""
+        return self.cache.get_or_compute(
+            self.compare_key(a[0], b[0], meta_b, req),
+            lambda: self.render_difference(a, b, meta_b, req, level),
+        )
+
+    def render_difference(
+        self, a: tuple[str, QueryEmbedding], b: tuple[str, QueryEmbedding], meta_b: Metadata,
+        req: TileRequest, level: Level,
+    ) -> bytes:  # fmt: skip
+        """PNG of a difference tile, uncached."""
+        window = tile_window(level, req.x, req.y, req.z, margin=1)
+        if not self.engine.holds_any(window):
+            return transparent_png()
+        values = self.engine.difference(a[1], req.meta, b[1], meta_b, level, window)
+        valid = np.isfinite(values)
+        if not valid.any():
+            return transparent_png()
+        pixels, mask = upsample(window, values, valid)
+        lo, hi = req.rescale or self.difference_range(a, req.meta, b, meta_b)
+        return encode_png(quantize(to_unit(pixels, lo, hi), mask), req.colormap)
 
     def imagery(self, z: int, x: int, y: int) -> tuple[bytes, str]:
         """(PNG, cache outcome) of a base-map tile rendered from the store's imagery."""

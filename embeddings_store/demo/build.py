@@ -182,7 +182,9 @@ def build_demo(
     log: Log = print,
 ) -> DemoBuild:
     """Build whatever of the demo is missing: world files, the checkpoint (packaged, or trained
-    here with `retrain`), the store over `bbox`, and with `evaluate` its evaluation."""
+    here with `retrain`), the store over `bbox`, the sound gallery, and with `evaluate` its
+    evaluation."""
+    from embeddings_store.demo.sounds import build_demo_gallery, gallery_ready
     from embeddings_store.store import EmbeddingStore
     from model.checkpoint import read_header
 
@@ -193,6 +195,8 @@ def build_demo(
     if store_state(paths, model_id, bbox) != "ready":
         build_demo_store(paths, bbox, progress=progress, log=log)
     store = EmbeddingStore.open(paths.store, expect_model_id=model_id)
+    if not gallery_ready(paths, model_id):
+        build_demo_gallery(paths, progress=progress, log=log)
     if evaluate:
         evaluate_demo(paths, recipe, progress=progress, log=log)
     levels = tuple((lv.psm_zoom, lv.tile_zoom) for lv in store.levels)

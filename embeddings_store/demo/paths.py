@@ -35,6 +35,16 @@ class DemoPaths:
         return self.root / "store.zarr"
 
     @property
+    def gallery(self) -> Path:
+        """The demo's sound gallery (synthesised clips and the 14 class labels) for /listen."""
+        return self.root / "gallery"
+
+    @property
+    def gallery_audio(self) -> Path:
+        """The synthesised clips, captions.csv and labels.txt the gallery is built from."""
+        return self.root / "gallery-audio"
+
+    @property
     def samples(self) -> Path:
         """Folder of cached training samples (rendered footprints and features)."""
         return self.root / "samples"

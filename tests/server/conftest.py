@@ -68,6 +68,25 @@ def tiny_store(bluemarble_tif, tiny_checkpoint, tmp_path_factory) -> Path:
     return store
 
 
+@pytest.fixture(scope="session")
+def tiny_gallery(tiny_store, tiny_checkpoint) -> Path:
+    """A sound gallery beside the tiny store, where `serve` finds it: one synthesised clip per
+    demo class with captions, the 14 class labels, and a corrupt clip (listed as skipped)."""
+    from embeddings_store.demo.sounds import write_gallery_audio
+    from embeddings_store.sounds.build import build_sound_gallery
+    from model.checkpoint import load_checkpoint
+
+    audio = tiny_store.parent / "gallery-audio"
+    write_gallery_audio(audio, clips_per_class=1)
+    (audio / "broken.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEnot really a wave file")
+    out = tiny_store.parent / "gallery"
+    build_sound_gallery(
+        load_checkpoint(tiny_checkpoint), audio, out, captions=audio / "captions.csv",
+        labels=audio / "labels.txt", progress=False, log=lambda _: None,
+    )  # fmt: skip
+    return out
+
+
 @dataclass
 class RedisServer:
     port: int
@@ -187,7 +206,7 @@ def ready_pids(log: Path) -> set[int]:
 
 @pytest.fixture(scope="session")
 def service(
-    tiny_store, tiny_checkpoint, redis_server, tmp_path_factory
+    tiny_store, tiny_checkpoint, tiny_gallery, redis_server, tmp_path_factory
 ) -> Iterator[ServiceProcess]:
     svc = start_service(
         tiny_store, tiny_checkpoint, tmp_path_factory.mktemp("log") / "serve.log",

@@ -40,6 +40,8 @@ CHROMIUM_ARGS = [
     # A synthetic microphone (a beep), granted without a prompt: the recording test uses it.
     "--use-fake-device-for-media-stream",
     "--use-fake-ui-for-media-stream",
+    # The listening test starts a gallery sound from script (play() without a click).
+    "--autoplay-policy=no-user-gesture-required",
 ]
 
 

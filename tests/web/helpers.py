@@ -10,6 +10,9 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+from global_land_mask import globe
+
 # JS: the loaded tiles of the layer on screen (`cls` = heatmap-layer or uncertainty-layer).
 CURRENT_TILES = """(cls) => {
   const layer = document.querySelector(`.${cls}.is-current`);
@@ -46,6 +49,37 @@ SAMPLE = """([cls, points]) => {
     }
     return null;
   });
+}"""
+
+# JS: how many pixels of the on-screen layer's loaded tiles are drawn (alpha > 0) and how many
+# of those are clearly coloured (not grey), over all its tiles.
+PIXEL_COUNTS = """(cls) => {
+  const layer = document.querySelector(`.${cls}.is-current`);
+  const out = { tiles: 0, drawn: 0, coloured: 0 };
+  for (const img of layer ? layer.querySelectorAll('img.leaflet-tile-loaded') : []) {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    out.tiles += 1;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] === 0) continue;
+      out.drawn += 1;
+      const [r, g, b] = [d[i], d[i + 1], d[i + 2]];
+      if (Math.max(r, g, b) - Math.min(r, g, b) >= 20) out.coloured += 1;
+    }
+  }
+  return out;
+}"""
+
+# JS: the page (client) coordinates of [lat, lon] on the map, for mouse clicks.
+CLIENT_POINT = """([lat, lon]) => {
+  const map = window.soundscape.map;
+  const p = map.latLngToContainerPoint([lat, lon]);
+  const r = map.getContainer().getBoundingClientRect();
+  return [r.left + p.x, r.top + p.y];
 }"""
 
 # JS: a digest of every loaded tile's pixels (to tell two maps apart).
@@ -103,6 +137,24 @@ def settled_tiles(page, cls: str = "heatmap-layer", url_has: str = "", timeout: 
 def tile_params(url: str) -> dict[str, str]:
     """Query parameters of a tile URL (single values)."""
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def land_points(bounds: list[float], n: int = 7) -> list[list[float]]:
+    """[lat, lon] on land on an n x n grid inside the store's bounds."""
+    w, s, e, nn = bounds
+    pts = []
+    for lat in np.linspace(s, nn, n + 2)[1:-1]:
+        for lon in np.linspace(w, e, n + 2)[1:-1]:
+            if globe.is_land(lat, lon):
+                pts.append([float(lat), float(lon)])
+    assert pts, "the test region has no land"
+    return pts
+
+
+def click_map_at(page, lat: float, lon: float) -> None:
+    """Click the map at [lat, lon] with the mouse."""
+    x, y = page.evaluate(CLIENT_POINT, [lat, lon])
+    page.mouse.click(x, y)
 
 
 def is_coloured(rgba: list[int] | None) -> bool:

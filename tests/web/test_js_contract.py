@@ -97,3 +97,52 @@ def test_every_page_module_parses():
         res = subprocess.run([node(), "--check", str(path)], capture_output=True, text=True)
         assert res.returncode == 0, f"{path.name}: {res.stderr}"
         assert "Warning" not in res.stderr, res.stderr
+
+
+STATE_SCRIPT = """
+import { compareActive, compareParams, fromUrl, toUrl } from './web/js/state.js';
+const info = {
+  colormaps: { heatmap: ['viridis'] },
+  vocabulary: { months: [1, 12], hours: [0, 23], audio_sources: [], caption_sources: [] },
+  store: { levels: [{ psm_zoom: 1 }] },
+  scales: ['relative'],
+  zoom_range: [0, 12],
+  limits: { text_chars: 256 },
+};
+const out = JSON.parse(process.argv[1]).map((search) => {
+  const s = fromUrl(search, info, ['imagery']);
+  return {
+    compare: s.compare, queryB: s.queryB, bHour: s.bHour, bMonth: s.bMonth,
+    active: compareActive(s), params: compareParams(s), url: toUrl(s, info),
+  };
+});
+console.log(JSON.stringify(out));
+"""
+
+
+def test_state_js_keeps_compare_mode_in_the_url():
+    """cmp, qb, b_hour and b_month round-trip; invalid values fall back; B leaves with cmp off."""
+    searches = [
+        "?q=birds&cmp=1&qb=frogs+croaking&b_hour=22&b_month=7",
+        "?q=birds&cmp=1&b_hour=24&b_month=0&qb=+",
+        "?q=birds&cmp=yes&b_hour=5",
+        "?q=birds&cmp=0&qb=frogs&b_month=3",
+    ]
+    res = subprocess.run(
+        [node(), "--input-type=module", "-e", STATE_SCRIPT, json.dumps(searches)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    full, invalid, bad_flag, off = json.loads(res.stdout)
+    assert full["compare"] is True and full["active"] is True
+    assert full["queryB"] == {"kind": "text", "text": "frogs croaking"}
+    assert (full["bHour"], full["bMonth"]) == (22, 7)
+    assert full["params"] == {"b_month": 7, "b_hour": 22}
+    assert full["url"] == "?q=birds&cmp=1&qb=frogs+croaking&b_hour=22&b_month=7"
+    # Out-of-range hours and months and a blank B query keep B = A: compare is on but idle.
+    assert invalid["compare"] is True and invalid["active"] is False
+    assert (invalid["queryB"], invalid["bHour"], invalid["bMonth"]) == (None, None, None)
+    assert invalid["url"] == "?q=birds&cmp=1"
+    assert bad_flag["compare"] is False and bad_flag["bHour"] == 5
+    assert bad_flag["url"] == "?q=birds"  # B is not written while compare is off
+    assert off["compare"] is False and off["active"] is False and "qb" not in off["url"]

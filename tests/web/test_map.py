@@ -6,9 +6,7 @@ import math
 import os
 import shutil
 
-import numpy as np
 import pytest
-from global_land_mask import globe
 
 from tests.server.conftest import ROOT
 from tests.server.helpers import audio_bytes
@@ -16,7 +14,9 @@ from tests.web.conftest import SCREENSHOTS
 from tests.web.helpers import (
     PIXEL_DIGEST,
     SAMPLE,
+    click_map_at,
     is_coloured,
+    land_points,
     open_map,
     settled_tiles,
     tile_params,
@@ -24,18 +24,6 @@ from tests.web.helpers import (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def land_points(bounds: list[float], n: int = 7) -> list[list[float]]:
-    """[lat, lon] on land on an n x n grid inside the store's bounds."""
-    w, s, e, nn = bounds
-    pts = []
-    for lat in np.linspace(s, nn, n + 2)[1:-1]:
-        for lon in np.linspace(w, e, n + 2)[1:-1]:
-            if globe.is_land(lat, lon):
-                pts.append([float(lat), float(lon)])
-    assert pts, "the test region has no land"
-    return pts
 
 
 def text_id(api, text: str) -> str:
@@ -154,16 +142,7 @@ def test_click_popup_shows_the_similarity_of_that_point(map_page, api):
     page.select_option("#month", "7")
     settled_tiles(page, url_has="month=7")
     lat, lon = land_points(info["store"]["bounds"], 3)[0]
-    pt = page.evaluate(
-        """([lat, lon]) => {
-          const map = window.soundscape.map;
-          const p = map.latLngToContainerPoint([lat, lon]);
-          const r = map.getContainer().getBoundingClientRect();
-          return [r.left + p.x, r.top + p.y];
-        }""",
-        [lat, lon],
-    )
-    page.mouse.click(pt[0], pt[1])
+    click_map_at(page, lat, lon)
     page.wait_for_selector(".leaflet-popup .inspect dd[data-field=score]")
     box = page.query_selector(".leaflet-popup .inspect")
     shown = {

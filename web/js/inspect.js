@@ -1,10 +1,14 @@
 // Clicking the map: a popup with the score, match probability and uncertainty at that point,
-// exactly as POST /similarity gives them, for the PSM level the map is drawing there. Keyboard
-// users press Enter on the focused map to inspect its centre.
+// exactly as POST /similarity gives them, for the PSM level the map is drawing there; the
+// query's day at that place (profile.js); and the sounds most likely heard there (listen.js).
+// Each part fills in when its answer comes. Keyboard users press Enter on the focused map to
+// inspect its centre.
 
 import * as L from '/vendor/leaflet/leaflet-src.esm.js';
 import { postJSON } from './api.js';
 import { formatLatLon, formatNumber, formatPercent } from './format.js';
+import { listenSection } from './listen.js';
+import { profileSection } from './profile.js';
 import { metadataOf } from './state.js';
 
 function row(dl, field, label, value, text) {
@@ -18,65 +22,97 @@ function row(dl, field, label, value, text) {
   dl.append(dt, dd);
 }
 
-function content(result, level) {
-  const box = document.createElement('div');
-  box.className = 'inspect';
-  const where = document.createElement('p');
-  where.className = 'inspect-where';
-  where.textContent = formatLatLon(result.lat, result.lon);
-  box.append(where);
-  if (result.score === null) {
-    const p = document.createElement('p');
-    p.textContent = 'No data here: this place is outside the map’s coverage.';
-    box.append(p);
-    return box;
-  }
+function message(text) {
+  const p = document.createElement('p');
+  p.className = 'inspect-message';
+  p.textContent = text;
+  return p;
+}
+
+function scores(result, level) {
+  if (result.score === null) return message('No data here: this place is outside the map’s coverage.');
   const dl = document.createElement('dl');
   row(dl, 'score', 'Score (−CSD)', result.score, formatNumber(result.score));
   row(dl, 'probability', 'Match probability', result.probability, formatPercent(result.probability));
   row(dl, 'uncertainty', 'Uncertainty (‖σ‖₁)', result.uncertainty, formatNumber(result.uncertainty));
   row(dl, 'level', 'PSM zoom', level, String(level));
-  box.append(dl);
-  return box;
+  return dl;
 }
 
-function message(text) {
-  const p = document.createElement('p');
-  p.className = 'inspect';
-  p.textContent = text;
-  return p;
+// Outside the store's bounds /profile and /listen can only answer 404, which the browser
+// would log as an error: do not ask.
+function covered(info, lat, lon) {
+  const b = info.store.bounds;
+  return !b || (lon >= b[0] && lat >= b[1] && lon <= b[2] && lat <= b[3]);
 }
 
 /**
  * @param {L.Map} map
  * @param {() => {queryId: string|null, state: object, level: number|null}} context
+ * @param {object} info /api/info (its `gallery` says whether there are sounds to listen to)
  */
-export function bindInspect(map, context) {
-  let seq = 0;
-  const inspect = async (latlng) => {
+export function bindInspect(map, context, info) {
+  const inspect = (latlng) => {
     const { queryId, state, level } = context();
-    const popup = L.popup({ maxWidth: 260 }).setLatLng(latlng);
-    if (!queryId) {
-      popup.setContent(message('Ask for a sound first: type a query or upload a sound.')).openOn(map);
-      return;
-    }
     const ll = latlng.wrap(); // the map repeats the world sideways; the server wants -180..180
     const lat = Math.max(-90, Math.min(90, ll.lat));
-    popup.setContent(message('Scoring this place…')).openOn(map);
-    const mine = (seq += 1);
-    const body = { query: { id: queryId }, metadata: metadataOf(state), points: [[lat, ll.lng]] };
-    if (level !== null) body.level = level;
-    try {
-      const res = await postJSON('/similarity', body, { what: 'Could not score this place' });
-      if (mine !== seq) return; // a newer click won
-      const el = content(res.results[0], res.level);
-      el.dataset.query = res.query;
-      el.dataset.lat = String(lat);
-      el.dataset.lon = String(ll.lng);
-      el.dataset.level = String(res.level);
-      popup.setContent(el);
-    } catch (err) {
-      if (mine === seq) popup.setContent(message(err.message));
+    const lon = ll.lng;
+    const inside = covered(info, lat, lon);
+    const box = document.createElement('div');
+    box.className = 'inspect';
+    box.dataset.lat = String(lat);
+    box.dataset.lon = String(lon);
+    const where = document.createElement('p');
+    where.className = 'inspect-where';
+    where.textContent = formatLatLon(lat, lon);
+    box.append(where);
+
+    // A tall popup (sounds, chart) scrolls inside the map rather than running off it.
+    const maxHeight = Math.max(220, map.getSize().y - 90);
+    const popup = L.popup({ minWidth: 240, maxWidth: 300, maxHeight })
+      .setLatLng(latlng)
+      .setContent(box)
+      .openOn(map);
+    // A closed popup's <audio> would play on, detached and unstoppable.
+    popup.on('remove', () => box.querySelectorAll('audio').forEach((a) => a.pause()));
+
+    // One slot per part, in reading order, filled when its answer comes; a part with nothing
+    // to say (null) leaves. Answers for a popup that has since closed fill a detached box.
+    const slot = (className, waiting, load) => {
+      const part = document.createElement('div');
+      part.className = className;
+      part.append(message(waiting));
+      box.append(part);
+      load().then((node) => {
+        if (node) part.replaceChildren(node);
+        else part.remove();
+        popup.update();
+      });
+    };
+
+    if (!queryId) {
+      box.append(message('Ask for a sound first: type a query or upload a sound.'));
+    } else {
+      const body = { query: { id: queryId }, metadata: metadataOf(state), points: [[lat, lon]] };
+      if (level !== null) body.level = level;
+      slot('inspect-scores', 'Scoring this place…', async () => {
+        try {
+          const res = await postJSON('/similarity', body, { what: 'Could not score this place' });
+          box.dataset.query = res.query;
+          box.dataset.level = String(res.level);
+          return scores(res.results[0], res.level);
+        } catch (err) {
+          return message(err.message);
+        }
+      });
+      if (inside) {
+        const place = { lat, lon, queryId, state, level };
+        slot('inspect-profile', 'Drawing its day…', () => profileSection(place));
+      }
+    }
+    // Listening needs no query; without a gallery the service has nothing to play.
+    if (info.gallery && inside) {
+      slot('inspect-listen', 'Finding sounds…', () => listenSection({ lat, lon, state, level }));
     }
   };
   map.on('click', (e) => inspect(e.latlng));

@@ -3,14 +3,14 @@
 
 import { getJSON } from './api.js';
 import { formatRange } from './format.js';
-import { heatScale, metadataParams } from './state.js';
+import { compareParams, heatScale, metadataParams } from './state.js';
 
 function draw(prefix, legend, title) {
   const block = document.getElementById(`legend-${prefix}`);
   const ramp = document.getElementById(`legend-${prefix}-ramp`);
   // CSSOM assignments are allowed under the page's CSP (style attributes in markup are not).
   ramp.style.backgroundImage = `linear-gradient(to right, ${legend.colors.join(', ')})`;
-  ramp.setAttribute('aria-label', `${legend.colormap} colour ramp from low to high`);
+  ramp.setAttribute('aria-label', `${legend.colormap ?? 'diverging'} colour ramp from low to high`);
   document.getElementById(`legend-${prefix}-title`).textContent = title;
   const lo = document.getElementById(`legend-${prefix}-min`);
   const hi = document.getElementById(`legend-${prefix}-max`);
@@ -20,7 +20,18 @@ function draw(prefix, legend, title) {
   hi.textContent = pct ? `${Math.round(legend.max * 100)} %` : hiText;
   lo.dataset.value = String(legend.min);
   hi.dataset.value = String(legend.max);
+  block.dataset.kind = legend.kind;
   block.hidden = false;
+}
+
+// A difference map's ends mean "B scores higher" and "A scores higher": say so in words, and
+// say what A and B are, since the numbers alone do not tell which side is which.
+function drawSides(sides) {
+  const words = document.getElementById('legend-heat-words');
+  const note = document.getElementById('legend-heat-note');
+  words.hidden = !sides;
+  note.hidden = !sides;
+  note.textContent = sides ? `A: ${sides.a} · B: ${sides.b}` : '';
 }
 
 export class Legend {
@@ -43,6 +54,21 @@ export class Legend {
       absolute: 'Match score (−CSD, same range for every hour and month)',
     }[legend.scale] ?? 'Match score (−CSD, relative to this map)';
     draw('heat', legend, title);
+    drawSides(null);
+    return legend;
+  }
+
+  /** Compare legend (A − B, centred at 0) for registered ids; `sides` names A and B. */
+  async showCompare(idA, idB, state, sides) {
+    this.heatAbort?.abort();
+    this.heatAbort = new AbortController();
+    const legend = await getJSON(
+      '/legend',
+      { query: idA, query_b: idB, ...metadataParams(state), ...compareParams(state) },
+      { signal: this.heatAbort.signal, what: 'Could not load the comparison legend' },
+    );
+    draw('heat', legend, 'Score difference A − B (−CSD)');
+    drawSides(sides);
     return legend;
   }
 

@@ -5,6 +5,7 @@ import * as L from '/vendor/leaflet/leaflet-src.esm.js';
 import { getJSON, registerText } from './api.js';
 import { baseChoices, makeBaseLayers } from './basemap.js';
 import { BufferedTileLayer } from './buffered-layer.js';
+import { bindCompare, buildCompare, describeSides, queryIdB, reflectCompare } from './compare.js';
 import { bindControls, buildControls, reflectControls } from './controls.js';
 import { formatHour, MONTHS } from './format.js';
 import { bindInspect } from './inspect.js';
@@ -12,14 +13,14 @@ import { Legend } from './legend.js';
 import { levelAt } from './levels.js';
 import { TopPlaces } from './places.js';
 import { bindQueryInputs, reflectQuery } from './query.js';
-import { fromUrl, Store, toUrl } from './state.js';
+import { compareActive, fromUrl, Store, toUrl } from './state.js';
 import { clearError, initStatus, showError } from './status.js';
-import { heatmapUrl, storeBounds, uncertaintyUrl, zoomOptions } from './tiles.js';
+import { compareUrl, heatmapUrl, storeBounds, uncertaintyUrl, zoomOptions } from './tiles.js';
 import { TimeLapse } from './timelapse.js';
 
 const HEAT_KEYS = [
   'month', 'hour', 'asource', 'tsource', 'location', 'level', 'scale', 'colormap', 'heat',
-  'sameScale', 'playing',
+  'sameScale', 'playing', 'compare', 'queryB', 'bHour', 'bMonth',
 ];
 const UNC_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 'unc'];
 const PLACE_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 'heat', 'view'];
@@ -34,6 +35,7 @@ function describeMetadata(s) {
   if (s.asource !== null) parts.push(`audio like ${s.asource}`);
   if (s.tsource !== null) parts.push(`captions like ${s.tsource}`);
   if (!s.location) parts.push('ignoring location');
+  if (compareActive(s)) parts.push(`compared with B: ${describeSides(s).b}`);
   return parts.join(', ');
 }
 
@@ -60,6 +62,7 @@ async function boot() {
   }
   const choices = baseChoices(info);
   buildControls(info, choices);
+  buildCompare(info);
   const initial = fromUrl(window.location.search, info, choices.map((c) => c[0]));
   const store = new Store(initial);
   const levels = info.store.levels;
@@ -95,12 +98,16 @@ async function boot() {
   const places = new TopPlaces(map, info);
 
   let queryId = null; // the registered id of the active query (null until known)
+  let queryBId = null; // B's registered id while the map shows A − B (null otherwise)
   let querySeq = 0;
   const context = () => {
     const s = store.get();
     const lv = levelAt(info, s.level, map.getZoom());
     return { queryId, state: s, level: lv ? lv.psm_zoom : null };
   };
+  // The heatmap layer's template: A − B in compare mode, else A's heatmap.
+  const heatUrl = (s, hour = s.hour) =>
+    queryBId ? compareUrl(queryId, queryBId, s, hour) : heatmapUrl(queryId, s, hour);
 
   let heatSeq = 0;
   async function refreshHeat() {
@@ -112,18 +119,27 @@ async function boot() {
       return;
     }
     const id = queryId;
+    let idB = null;
     try {
+      if (compareActive(s)) {
+        idB = await queryIdB(s, id);
+        if (mine !== heatSeq) return;
+      }
       // The legend comes first: the server computes the map's value range once, for the
       // legend, and every tile then finds it cached.
-      await legend.showHeatmap(id, s);
+      if (idB) await legend.showCompare(id, idB, s, describeSides(s));
+      else await legend.showHeatmap(id, s);
     } catch (err) {
       if (err.name === 'AbortError') return;
       showError(err.message);
+      // Without B's id there is no difference map to draw: keep the map as it was.
+      if (compareActive(s) && !idB) return;
     }
     if (mine !== heatSeq || id !== queryId) return; // something newer is on its way
     const now = store.get();
+    queryBId = idB;
     heat.setOpacity(now.heatOpacity);
-    heat.show(heatmapUrl(id, now), zoomOptions(info, now));
+    heat.show(heatUrl(now), zoomOptions(info, now));
   }
 
   function refreshUnc() {
@@ -212,7 +228,7 @@ async function boot() {
     async (hours) => {
       const s = store.get();
       const opts = zoomOptions(info, s);
-      const heatUrls = queryId && s.heat ? hours.map((h) => heatmapUrl(queryId, s, h)) : [];
+      const heatUrls = queryId && s.heat ? hours.map((h) => heatUrl(s, h)) : [];
       const uncUrls = s.unc ? hours.map((h) => uncertaintyUrl(s, h)) : [];
       heat.pin(heatUrls);
       unc.pin(uncUrls);
@@ -234,6 +250,7 @@ async function boot() {
     // "Any hour" while playing means the user wants the time-lapse off.
     if (changed.has('hour') && s.hour === null) timelapse.pause();
     reflectControls(s, info);
+    reflectCompare(s);
     reflectClock(s);
     window.history.replaceState(null, '', toUrl(s, info));
     if (changed.has('query')) {
@@ -259,12 +276,14 @@ async function boot() {
   });
 
   bindControls(store);
+  bindCompare(store);
   bindQueryInputs(store, info);
-  bindInspect(map, context);
+  bindInspect(map, context, info);
   bindPanelToggle();
 
   // First draw from the initial state.
   reflectControls(initial, info);
+  reflectCompare(initial);
   reflectClock(initial);
   window.history.replaceState(null, '', toUrl(initial, info));
   setBase(initial.base);

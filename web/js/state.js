@@ -24,6 +24,12 @@ export function defaults(info) {
     uncOpacity: 0.6,
     base: 'imagery',
     view: null, // null = fit the store's bounds
+    // Compare mode: the heatmap shows score(A) − score(B). A is the query and metadata above;
+    // B is A with these overrides (null = same as A), so one query at two hours is B = {hour}.
+    compare: false,
+    queryB: null, // {kind: 'text', text} or null (A's query)
+    bHour: null,
+    bMonth: null,
   };
 }
 
@@ -83,6 +89,11 @@ export function fromUrl(search, info, baseChoices) {
   pick('unc', bool(p.get('unc')));
   pick('uncOpacity', numIn(p.get('unc_op'), 0, 1));
   pick('base', oneOf(p.get('base'), baseChoices));
+  pick('compare', bool(p.get('cmp')));
+  const qb = (p.get('qb') || '').trim();
+  if (qb) s.queryB = { kind: 'text', text: qb.slice(0, info.limits.text_chars) };
+  pick('bHour', intIn(p.get('b_hour'), h0, h1));
+  pick('bMonth', intIn(p.get('b_month'), m0, m1));
   const lat = numIn(p.get('lat'), -90, 90);
   const lon = numIn(p.get('lon'), -180, 180);
   const z = numIn(p.get('z'), info.zoom_range[0], info.zoom_range[1]);
@@ -115,6 +126,13 @@ export function toUrl(state, info) {
   if (state.unc !== d.unc) p.set('unc', state.unc ? '1' : '0');
   if (state.uncOpacity !== d.uncOpacity) p.set('unc_op', state.uncOpacity);
   if (state.base !== d.base) p.set('base', state.base);
+  if (state.compare) {
+    // B travels only with compare on: a link to the plain map stays plain.
+    p.set('cmp', '1');
+    if (state.queryB) p.set('qb', state.queryB.text);
+    if (state.bHour !== null) p.set('b_hour', state.bHour);
+    if (state.bMonth !== null) p.set('b_month', state.bMonth);
+  }
   if (state.view) {
     // Five decimals is about a metre: plenty for a shared view, and short.
     p.set('lat', state.view.lat.toFixed(5));
@@ -152,6 +170,16 @@ export function metadataParams(state) {
     tsource: state.tsource,
     location: state.location ? null : 'false', // the server's default is on
   };
+}
+
+/** Compare mode is on and B differs from A somewhere (else A − B would be zero everywhere). */
+export function compareActive(state) {
+  return state.compare && (state.queryB !== null || state.bHour !== null || state.bMonth !== null);
+}
+
+/** B's metadata overrides as compare tile and legend query parameters (unset ones left out). */
+export function compareParams(state) {
+  return { b_month: state.bMonth, b_hour: state.bHour };
 }
 
 /** A tiny observable: `set(patch)` notifies listeners with the names of the keys that changed. */

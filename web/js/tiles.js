@@ -3,7 +3,7 @@
 
 import { queryString } from './api.js';
 import { levelZoomRange } from './levels.js';
-import { heatScale, metadataParams } from './state.js';
+import { compareParams, heatScale, metadataParams } from './state.js';
 
 /** Metadata, level and colour parameters shared by heatmap and uncertainty tiles. */
 function commonParams(state) {
@@ -18,6 +18,17 @@ export function heatmapUrl(queryId, state, hour = state.hour) {
     colormap: state.colormap,
   };
   return `/tiles/${encodeURIComponent(queryId)}/{z}/{x}/{y}.png${queryString(params)}`;
+}
+
+/**
+ * Compare template: score(A) − score(B) for registered query ids, A under `state` (hour
+ * overridable: time-lapse) and B under A's metadata with the state's b_* overrides. The
+ * server picks the diverging ramp (a sequential colour map would hide the sign).
+ */
+export function compareUrl(idA, idB, state, hour = state.hour) {
+  const params = { ...commonParams({ ...state, hour }), ...compareParams(state) };
+  const path = [idA, idB].map(encodeURIComponent).join('/');
+  return `/compare/${path}/{z}/{x}/{y}.png${queryString(params)}`;
 }
 
 /** Uncertainty template under `state`. */
