@@ -155,7 +155,7 @@ def add_gallery_parser(sub: argparse._SubParsersAction) -> None:
         help="build a sound gallery (clips and labels embedded by a model) for /listen",
         description="Sound galleries answer 'what would I hear here?' (GET /listen).",
     )
-    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", help="build: make a gallery")
     actions.required = True
     b = actions.add_parser(
         "build",

@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_parser(sub)
     for command in sub.choices.values():
         command.formatter_class = DefaultsHelpFormatter
+        for action in command._actions:  # nested commands (`gallery build`)
+            if isinstance(action, argparse._SubParsersAction):
+                for leaf in action.choices.values():
+                    leaf.formatter_class = DefaultsHelpFormatter
     return parser
 
 

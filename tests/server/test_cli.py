@@ -11,10 +11,18 @@ import pytest
 from server.cli import build_parser, main
 
 
-def subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
+def subcommands(
+    parser: argparse.ArgumentParser | None = None,
+) -> dict[str, argparse.ArgumentParser]:
+    """Every leaf command ('gallery build' for nested ones)."""
+    parser = parser or build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+    out = {}
+    for name, command in sub.choices.items():
+        nested = any(isinstance(a, argparse._SubParsersAction) for a in command._actions)
+        leaves = subcommands(command) if nested else {"": command}
+        out |= {f"{name} {leaf}".strip(): p for leaf, p in leaves.items()}
+    return out
 
 
 @pytest.mark.parametrize("name", sorted(subcommands()))
