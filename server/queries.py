@@ -18,8 +18,9 @@ from server.cache import TieredCache
 # The limit is on the text as sent (what the OpenAPI schema can state and a client can check);
 # normalising may lengthen it a little (NFKC expands some ligatures), which the tokenizer bounds.
 MAX_TEXT_CHARS = 256
-# A query text must hold something besides whitespace (else it normalises to nothing).
-TEXT_PATTERN = r"\S"
+# A query text must hold something besides whitespace (else it normalises to nothing). Python
+# also splits on the separators U+001C..U+001F and U+0085, which JSON Schema's \s does not name.
+TEXT_PATTERN = r"[^\s\x1c-\x1f\x85]"
 QUERY_ID_PATTERN = r"^(txt|aud)-[0-9a-f]{24}$"
 QUERY_ID = re.compile(QUERY_ID_PATTERN)
 
