@@ -18,6 +18,9 @@ from model.errors import AudioError, AudioFormatError, AudioTooLargeError
 FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "mp3": "MP3"}
 # Decode in blocks so a header claiming a tiny length cannot make us allocate a huge array.
 BLOCK_FRAMES = 1 << 16
+# Too little sound to tell what it is: the map would be a confident-looking guess.
+MIN_SECONDS = 0.5
+SILENCE_PEAK = 10 ** (-60 / 20)  # -60 dBFS
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,14 @@ def decode_audio(data: bytes, limits: AudioLimits) -> DecodedAudio:
         )
     if not np.all(np.isfinite(samples)):
         raise AudioError("the audio holds non-finite samples")
+    seconds = samples.shape[0] / f.samplerate
+    if seconds < MIN_SECONDS:
+        raise AudioError(
+            f"the audio is {seconds:.2f} s long: at least {MIN_SECONDS:g} s of sound is needed to "
+            "tell what it is"
+        )
+    if float(np.max(np.abs(samples))) < SILENCE_PEAK:
+        raise AudioError("the audio is silent (its loudest sample is below -60 dBFS)")
     return DecodedAudio(samples, int(f.samplerate), container)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from embeddings_store.coverage import LevelCoverage, level_coverage
 from embeddings_store.export import cog_bytes
 from embeddings_store.fusion import FusedCells
 from embeddings_store.grid import (
@@ -24,6 +25,7 @@ from embeddings_store.grid import (
     level_for_web_zoom,
     web_zoom_range,
 )
+from embeddings_store.places import PlaceIndex
 from embeddings_store.scoring import (
     VARIABLES,
     BBox,
@@ -82,6 +84,8 @@ class Engine:
         self.level_zooms = {lv.psm_zoom: web_zoom_range([lv]) for lv in self.levels}
         self.auto_levels = auto_level_ranges(self.levels)
         self.coarse = min(self.levels, key=lambda lv: (lv.cell_zoom, -lv.psm_zoom))
+        self._coverage: dict[int, LevelCoverage] = {}
+        self._coverage_lock = threading.Lock()
 
     @property
     def store_token(self) -> str:
@@ -132,6 +136,33 @@ class Engine:
         w, s, e, n = zip(*boxes, strict=True)
         return min(w), min(s), max(e), max(n)
 
+    # -- where maps mean something -------------------------------------------------------------
+    def coverage(self, level: Level) -> LevelCoverage:
+        """Land, region and edge masks of a level (computed once, about 1 s the first time:
+        the GeoNames index loads)."""
+        with self._coverage_lock:
+            found = self._coverage.get(level.psm_zoom)
+            if found is None:
+                found = level_coverage(self.store, level, PlaceIndex.load())
+                self._coverage[level.psm_zoom] = found
+            return found
+
+    def mask_in(self, extent: CellExtent, mask: np.ndarray) -> np.ndarray:
+        """A level-wide mask (over the stored extent) cut to `extent` (False outside it)."""
+        held = self.store.extent(extent.level.psm_zoom).cells
+        out = np.zeros(extent.shape, bool)
+        inner = extent.intersection(held)
+        if inner is not None:
+            out[inner.slices_in(extent)] = mask[inner.slices_in(held)]
+        return out
+
+    def eligible(self, level: Level) -> np.ndarray:
+        """Cells "top places" may name: the region's, off the edge (the valid cells off the
+        edge where the level has no region, e.g. a store at sea)."""
+        cov = self.coverage(level)
+        eligible = cov.eligible
+        return eligible if eligible.any() else cov.valid & ~cov.edge
+
     def holds_any(self, extent: CellExtent) -> bool:
         """Whether the store holds any chunk of `extent`."""
         held = self.store.extent(extent.level.psm_zoom)
@@ -164,12 +195,32 @@ class Engine:
         picks = np.linspace(0, len(tiles) - 1, budget).round().astype(int)
         return [CellExtent.chunk(level, *tiles[i]) for i in picks]
 
-    def value_range(self, metadata: Metadata, query: QueryEmbedding | None) -> tuple[float, float]:
-        """2nd..98th percentile of scores (uncertainty if no query) over the coarse level."""
+    def land_values(self, metadata: Metadata, query: QueryEmbedding | None) -> np.ndarray:
+        """Scores (uncertainty if no query) of the coarse level's land cells, where a map's
+        colours are fitted (all its cells where it has no land): the open sea would otherwise
+        take the bottom of every land sound's range."""
         name = "uncertainty" if query is None else "score"
-        parts = [self.scores(query, metadata, self.coarse, r, (name,))[name].values
-                 for r in self.range_regions()]  # fmt: skip
-        return percentile_range(np.concatenate([p.reshape(-1) for p in parts]))
+        cov = self.coverage(self.coarse)
+        where = cov.land if cov.land.any() else cov.valid
+        parts = []
+        for region in self.range_regions():
+            values = self.scores(query, metadata, self.coarse, region, (name,))[name].values
+            parts.append(values[self.mask_in(region, where)])
+        values = np.concatenate(parts)
+        return values[np.isfinite(values)]
+
+    def summary(self, metadata: Metadata, query: QueryEmbedding | None) -> np.ndarray:
+        """The 0th..100th percentiles (101 values) of `land_values`: a map's range, its
+        percentile scale, its "top 5 %" and a place's rank on it."""
+        values = self.land_values(metadata, query)
+        if values.size == 0:
+            return np.linspace(0.0, 1.0, 101)
+        return np.percentile(values, np.arange(101)).astype(np.float64)
+
+    def value_range(self, metadata: Metadata, query: QueryEmbedding | None) -> tuple[float, float]:
+        """2nd..98th percentile of scores (uncertainty if no query) over the coarse level's
+        land."""
+        return percentile_range(self.land_values(metadata, query))
 
     def difference(
         self, a: QueryEmbedding, meta_a: Metadata, b: QueryEmbedding, meta_b: Metadata,
@@ -250,12 +301,19 @@ class Engine:
     def top_k(
         self, query: QueryEmbedding, metadata: Metadata, level: Level, bbox: BBox, k: int
     ) -> xr.Dataset:
-        """The k best cells (exact -CSD) whose centres lie in the bbox, best first (dim cell)."""
+        """The k best cells (exact -CSD) whose centres lie in the bbox, best first (dim cell),
+        among the cells `eligible` allows (in the store's region, off its edge)."""
+        eligible = self.eligible(level)
         if self.bbox_chunks(level, bbox) <= GALLERY_MIN_CHUNKS:
-            return top_cells(self.scores(query, metadata, level, bbox), k)
+            ds = self.scores(query, metadata, level, bbox)
+            keep = self.mask_in(CellExtent.for_bbox(level, bbox.as_tuple()), eligible)
+            ds["score"] = ds["score"].copy(data=np.where(keep, ds["score"].values, np.nan))
+            return top_cells(ds, k)
         gallery = self.gallery(level, metadata)
         w, s, e, n = bbox.as_tuple()
         mask = (gallery.lat >= s) & (gallery.lat <= n) & (gallery.lon >= w) & (gallery.lon <= e)
+        held = self.store.extent(level.psm_zoom).cells
+        mask &= eligible[gallery.cy - held.cy0, gallery.cx - held.cx0]
         inner, rows = gallery.search(augment_query(query.mu), k, mask)
         score = score_from_inner_product(inner, query.c)
         values = {

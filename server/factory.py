@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 
 from embeddings_store.export import check_crs, feature_collection
 from embeddings_store.scoring import BBox
-from embeddings_store.sounds.gallery import CLIP_ID_PATTERN, MEDIA_TYPES
+from embeddings_store.sounds.gallery import CLIP_ID_PATTERN, MEDIA_TYPES, SoundGallery
 from model.errors import (
     InputError,
     NotFoundError,
@@ -32,10 +32,12 @@ from model.errors import (
     UnsupportedMediaError,
 )
 from model.scoring import QueryEmbedding
+from server.describe import describe_results, largest_places, search_places_named
 from server.errors import responses, validation_message
 from server.listening import Listener
 from server.models import (
     ListenOut,
+    PlacesOut,
     PointOut,
     ProfileOut,
     QueryOut,
@@ -116,12 +118,18 @@ def etag_matches(header: str, etag: str) -> bool:
     return etag in [t.strip().removeprefix("W/") for t in header.split(",")]
 
 
-def query_out(qid: str, emb: QueryEmbedding) -> QueryOut:
-    """The public description of a registered query."""
+def query_out(qid: str, emb: QueryEmbedding, sounds: SoundGallery | None = None) -> QueryOut:
+    """The public description of a registered query (with how familiar it is to the model when
+    the service has a gallery to compare it with)."""
+    familiarity, hint = (None, None)
+    if sounds is not None:
+        familiarity, hint = sounds.familiarity(emb.kind, emb.mu, emb.uncertainty)
     return QueryOut(
         id=qid,
         kind=emb.kind,
         uncertainty=emb.uncertainty,
+        familiarity=familiarity,
+        hint=hint,
         tiles=f"/tiles/{qid}/{{z}}/{{x}}/{{y}}.png",
         tilejson=f"/queries/{qid}/tilejson.json",
         wmts=f"/queries/{qid}/WMTSCapabilities.xml",
@@ -170,6 +178,7 @@ class SoundscapeFactory:
         self.similarity_route()
         self.map_routes()
         self.listen_routes()
+        self.place_routes()
         self.info_route()
         self.ops_routes()
 
@@ -345,7 +354,7 @@ class SoundscapeFactory:
                 raise UnsupportedMediaError(
                     "send JSON {\"text\": ...} or multipart/form-data with field 'audio'"
                 )
-            return query_out(qid, emb)
+            return query_out(qid, emb, svc.sounds)
 
         @self.router.get(
             "/queries/{query_id}", response_model=QueryOut, tags=["queries"],
@@ -354,7 +363,7 @@ class SoundscapeFactory:
             responses=responses(404, 422, 503),
         )  # fmt: skip
         async def get_query(query_id: QueryIdPath) -> QueryOut:
-            return query_out(*await self.resolve(query_id))
+            return query_out(*await self.resolve(query_id), svc.sounds)
 
         @self.router.get(
             "/queries/{query_id}/tilejson.json", tags=["gis"], operation_id="tilejson",
@@ -495,11 +504,15 @@ class SoundscapeFactory:
                 )
             cmap = colormap.value if colormap is not None else DEFAULT_COLORMAP[kind]
             label = {"uncertainty": "||sigma||_1", "heatmap": "-CSD"}[kind]
+            label = SCALE_LABELS.get(scale, label) if kind == "heatmap" else label
+            marks = [] if ramp is not None or emb is None else await svc.executor.run(
+                svc.tiles.legend_marks, qid, emb, meta.metadata, scale
+            )  # fmt: skip
+            fitted = "rescale" if ramp is not None else FITTED_ON.get(scale, "land")
             return {
                 "kind": kind, "query": qid, "scale": scale, "colormap": cmap, "min": lo,
-                "max": hi,
-                "label": "match probability" if scale == "probability" else label,
-                "colors": legend_colors(cmap),
+                "max": hi, "label": label, "colors": legend_colors(cmap),
+                "words": LEGEND_WORDS[kind], "fitted_on": fitted, "marks": marks,
             }  # fmt: skip
 
     async def compare_legend(
@@ -551,11 +564,16 @@ class SoundscapeFactory:
                         f"{svc.settings.max_bbox_cells}: use a smaller bbox or a coarser level"
                     )
                 ds = await svc.executor.run(engine.top_k, emb, meta, level, bbox, body.top_k)
+            facts = await svc.executor.run(describe_results, svc.tiles, qid, emb, meta, ds)
             if body.format == "geojson":
                 collection = feature_collection(ds)
+                for feature, fact in zip(collection["features"], facts, strict=True):
+                    feature["properties"] |= fact
                 collection["properties"] |= {"query": qid, "psm_zoom": level.psm_zoom}
                 return JSONResponse(collection, media_type="application/geo+json")
-            return SimilarityOut(query=qid, level=level.psm_zoom, results=similarity_results(ds))
+            results = [r.model_copy(update=fact)
+                       for r, fact in zip(similarity_results(ds), facts, strict=True)]  # fmt: skip
+            return SimilarityOut(query=qid, level=level.psm_zoom, results=results)
 
     def map_routes(self) -> None:
         """A region as a Cloud-Optimized GeoTIFF; the values under one point at every level."""
@@ -681,6 +699,37 @@ class SoundscapeFactory:
                                            level_of(level))  # fmt: skip
             return {**found, "query": qid}
 
+    def place_routes(self) -> None:
+        """Place names (GeoNames, offline): the largest places in a box, and a name search."""
+        svc = self.svc
+
+        @self.router.get(
+            "/places", tags=["places"], response_model=PlacesOut,
+            summary="The most populous places in a bbox (map labels)",
+            responses=responses(422, 503),
+        )  # fmt: skip
+        async def places(
+            bbox: Annotated[str, Query(pattern=BBOX_PATTERN, description="west,south,east,north")],
+            limit: Annotated[int, Query(ge=1, le=200, description="places to return")] = 30,
+        ) -> Any:
+            box = parse_bbox_param(bbox)
+            found = await svc.executor.run(largest_places, box.as_tuple(), limit)
+            return PlacesOut(places=found)
+
+        @self.router.get(
+            "/places/search", tags=["places"], response_model=PlacesOut,
+            summary="Places whose name starts with the text (accents and case ignored), "
+            "largest first",
+            responses=responses(422, 503),
+        )  # fmt: skip
+        async def search_places(
+            q: Annotated[
+                str, Query(min_length=1, max_length=100, pattern=TEXT_PATTERN, description="name")
+            ],
+            limit: Annotated[int, Query(ge=1, le=20, description="places to return")] = 8,
+        ) -> Any:
+            return PlacesOut(places=await svc.executor.run(search_places_named, q, limit))
+
     def info_route(self) -> None:
         """What the service serves: model, store levels, zooms, vocabulary, limits."""
         svc = self.svc
@@ -721,6 +770,27 @@ class SoundscapeFactory:
             return Response(svc.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+# One sentence per training source, for people choosing what a map should sound like.
+SOURCE_HELP = {
+    "yfcc": "Flickr videos (YFCC100M): everyday sounds people filmed, mostly in towns.",
+    "inat": "iNaturalist: wildlife recordings, mostly animal calls.",
+    "aporee": "Radio Aporee: field recordings of what a place sounds like.",
+    "freesound": "Freesound: sound effects and ambiences people uploaded (no time of day).",
+    "meta": "The recording's own title and tags.",
+    "qwen": "A sentence written by an audio-language model (Qwen-Audio) listening to the clip.",
+    "pengi": "A short tag from an audio captioning model (Pengi).",
+}
+SCALE_LABELS = {
+    "probability": "match probability",
+    "percentile": "share of this map's places scoring lower (%)",
+}
+FITTED_ON = {"absolute": "all months and hours", "percentile": "land"}
+LEGEND_WORDS = {
+    "heatmap": {"low": "less likely", "high": "more likely"},
+    "uncertainty": {"low": "more certain", "high": "less certain"},
+}
+
+
 def legend_colors(cmap: str) -> list[str]:
     """11 evenly spaced colours of a ramp, as #rrggbb."""
     pal = np.frombuffer(palette(cmap), np.uint8).reshape(256, 3)[1:]
@@ -740,12 +810,15 @@ def _text_of(body: bytes) -> str:
 def service_info(svc: Service) -> dict[str, Any]:
     """The /api/info document."""
     cfg, engine, store = svc.model.config, svc.engine, svc.store
+    base_m = cfg.image.tile_size * cfg.image.native_gsd
     levels = [
         {
             "psm_zoom": lv.psm_zoom,
             "tile_zoom": lv.tile_zoom,
             "cells_per_tile": lv.n,
             "cell_size_m": lv.cell_size,
+            # The ground a cell's image covers: PSM zoom z reads z times the model's footprint.
+            "footprint_km": round(lv.psm_zoom * base_m / 1000, 1),
             "chunks": store.extent(lv.psm_zoom).n_chunks(),
             # Web zooms this level serves when asked for by name (others are 404).
             "web_zooms": list(engine.level_zooms[lv.psm_zoom]),
@@ -780,6 +853,10 @@ def service_info(svc: Service) -> dict[str, Any]:
             "caption_sources": list(cfg.caption_sources),
             "months": [1, 12],
             "hours": [0, 23],
+            "source_help": {
+                "audio": {s: SOURCE_HELP.get(s, "") for s in cfg.audio_sources},
+                "caption": {s: SOURCE_HELP.get(s, "") for s in cfg.caption_sources},
+            },
         },
         "basemap": None
         if basemap.basemap_url is None

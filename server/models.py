@@ -48,6 +48,12 @@ class QueryOut(BaseModel):
     tilejson: str = Field(..., description="TileJSON 3.0 URL")
     wmts: str = Field(..., description="OGC WMTS 1.0.0 capabilities URL (QGIS, ArcGIS, GDAL)")
     gdal: str = Field(..., description="GDAL WMS service description URL (gdal_translate)")
+    familiarity: Literal["familiar", "vague", "unfamiliar"] | None = Field(
+        None,
+        description="how near the query comes to the sounds the service's gallery knows, and how "
+        "uncertain it is (null without a gallery)",
+    )
+    hint: str | None = Field(None, description="a sentence for people when not familiar")
 
 
 def _one_of(*names: str) -> dict[str, Any]:
@@ -81,6 +87,28 @@ class QueryRef(BaseModel):
         return self
 
 
+class PlaceName(BaseModel):
+    """A GeoNames place's name, first-level division and country."""
+
+    name: str
+    admin1: str
+    country_code: str
+
+
+class Place(PlaceName):
+    """A GeoNames place."""
+
+    lat: float
+    lon: float
+    population: int = Field(description="0 where GeoNames gives none (under 15,000)")
+
+
+class PlacesOut(BaseModel):
+    """GET /places and /places/search answer."""
+
+    places: list[Place]
+
+
 class SimilarityResult(BaseModel):
     """One scored cell (fields are null where the store has no cell)."""
 
@@ -89,6 +117,13 @@ class SimilarityResult(BaseModel):
     score: float | None = Field(None, description="-CSD between the cell and the query")
     probability: float | None = Field(None, description="learned match probability")
     uncertainty: float | None = Field(None, description="||sigma||_1 of the fused cell")
+    place: PlaceName | None = Field(None, description="the nearest populated place (60 km)")
+    percentile: float | None = Field(
+        None, description="share (0..100) of this map's land places that score lower"
+    )
+    confidence: Literal["high", "medium", "low"] | None = Field(
+        None, description="the cell's uncertainty among this metadata's land cells, in words"
+    )
 
 
 class SimilarityOut(BaseModel):

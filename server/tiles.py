@@ -29,10 +29,12 @@ from server.render import (
     upsample,
 )
 
-# relative: this map's 2..98th percentile; absolute: the query's over every month and hour;
-# probability: the learned match probability on [0, 1].
-Scale = Literal["relative", "absolute", "probability"]
-SCALES: tuple[str, ...] = ("relative", "absolute", "probability")
+# relative: this map's 2..98th percentile (on land); absolute: the query's over every month and
+# hour; probability: the learned match probability, over the range this map's land holds;
+# percentile: the share of this map's land places scoring lower (0..100).
+Scale = Literal["relative", "absolute", "probability", "percentile"]
+SCALES: tuple[str, ...] = ("relative", "absolute", "probability", "percentile")
+_SUMMARY = struct.Struct("<101d")
 DEFAULT_COLORMAP = {"heatmap": "viridis", "uncertainty": "cividis", "compare": "RdBu_r"}
 _RANGE = struct.Struct("<dd")
 
@@ -99,11 +101,17 @@ class TileService:
     def value_range(
         self, query_id: str | None, query: QueryEmbedding | None, meta: Metadata, scale: Scale
     ) -> tuple[float, float]:
-        """(lo, hi) of the colour ramp, shared by every tile of the map (with `absolute`, by
-        every month and hour of it too)."""
-        if scale == "probability" and query is not None:
-            return 0.0, 1.0
+        """(lo, hi) of the colour ramp in the scale's unit, shared by every tile of the map
+        (with `absolute`, by every month and hour of it too)."""
+        if scale == "percentile" and query is not None:
+            return 0.0, 100.0
         name = query_id or "uncertainty"
+        if scale == "probability" and query is not None:
+            lo, hi = range_of(self.summary(query_id, query, meta))
+            a, b = self.engine.model.match_parameters()
+            return float(match_probability(lo, a, b)), float(match_probability(hi, a, b))
+        if scale == "relative":
+            return range_of(self.summary(query_id, query, meta))
         if scale == "absolute":
             base = meta.replace(month=None, hour=None)
             key = f"ra:{self.engine.store_token}:{name}:{base.key()}"
@@ -119,6 +127,36 @@ class TileService:
         data, _ = self.cache.get_or_compute(key, compute)
         lo, hi = _RANGE.unpack(data)
         return lo, hi
+
+    def summary(
+        self, query_id: str | None, query: QueryEmbedding | None, meta: Metadata
+    ) -> np.ndarray:
+        """The 101 percentiles of the map's land scores (uncertainty if no query), cached per
+        (query, metadata): its range, percentile scale, "top 5 %" and ranks come from them."""
+        key = f"s:{self.engine.store_token}:{query_id or 'uncertainty'}:{meta.key()}"
+        data, _ = self.cache.get_or_compute(
+            key, lambda: _SUMMARY.pack(*self.engine.summary(meta, query))
+        )
+        return np.asarray(_SUMMARY.unpack(data))
+
+    def legend_marks(
+        self, query_id: str, query: QueryEmbedding, meta: Metadata, scale: Scale
+    ) -> list[dict[str, object]]:
+        """Where "top 5 % of this map" starts, in the scale's unit (none for `absolute`)."""
+        if scale == "absolute":
+            return []
+        top = float(self.summary(query_id, query, meta)[95])
+        if scale == "probability":
+            top = float(match_probability(top, *self.engine.model.match_parameters()))
+        elif scale == "percentile":
+            top = 95.0
+        return [{"at": top, "label": "top 5 % of this map"}]
+
+    def percentile_of(
+        self, query_id: str, query: QueryEmbedding, meta: Metadata, scores: np.ndarray
+    ) -> np.ndarray:
+        """Share (0..100) of the map's land places scoring lower than each score."""
+        return percentile_in(self.summary(query_id, query, meta), scores)
 
     def difference_range(
         self, a: tuple[str, QueryEmbedding], meta_a: Metadata, b: tuple[str, QueryEmbedding],
@@ -150,10 +188,10 @@ class TileService:
         pixels, mask = upsample(window, values, valid)
         if req.scale == "probability" and query is not None:
             pixels = match_probability(pixels, *self.engine.model.match_parameters())
+        elif req.scale == "percentile" and query is not None:
+            pixels = self.percentile_of(query_id or "", query, req.meta, pixels)
         if req.rescale is not None:
             t = to_unit(pixels, *req.rescale)
-        elif req.scale == "probability" and query is not None:
-            t = pixels
         else:
             lo, hi = self.value_range(query_id, query, req.meta, req.scale)
             t = (pixels - lo) / (hi - lo)
@@ -222,6 +260,21 @@ class TileService:
             return transparent_png()
         alpha = np.where(rgb.any(axis=2), 255, 0).astype(np.uint8) if coverage < 1 else None
         return encode_rgb_png(rgb, alpha)
+
+
+def range_of(summary: np.ndarray) -> tuple[float, float]:
+    """(2nd, 98th) percentile of a summary, widened to a non-empty range (as percentile_range)."""
+    lo, hi = float(summary[2]), float(summary[98])
+    if not hi > lo:
+        hi = lo + max(abs(lo) * 1e-6, 1e-6)
+    return lo, hi
+
+
+def percentile_in(summary: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Where values fall among a summary's 101 percentiles, as 0..100 (clipped at the ends)."""
+    # Ties in the summary (flat stretches) would stall np.interp: nudge it to increasing.
+    xp = summary + np.arange(summary.size) * 1e-9 * max(1.0, float(np.abs(summary).max()))
+    return np.interp(values, xp, np.arange(101.0)).astype(np.float32)
 
 
 def imagery_spec(attrs: dict) -> str | None:

@@ -35,6 +35,21 @@ CLIPS_DIR = "clips"
 MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
 CLIP_ID_PATTERN = r"^[0-9a-f]{16}$"
 CLIP_ID = re.compile(CLIP_ID_PATTERN)
+# How close a query must come to what the gallery knows (cosine of unit means to the nearest
+# label for text, the nearest clip for audio): measured on the demo model, its label queries and
+# clips sit above 0.8 ("frogs croaking near a pond" 0.98), vague words between ("sounds" 0.71),
+# sounds it never heard below 0.6 ("a quiet library" 0.53, "jazz music in a bar" 0.39).
+FAMILIAR_COSINE = 0.8
+KNOWN_COSINE = 0.6
+# ... and its own uncertainty: above the labels' largest it is vague, half a unit more (about a
+# tenth of the labels' spread on the demo model) unfamiliar.
+UNCERTAINTY_MARGIN = 0.5
+HINTS = {
+    "familiar": None,
+    "vague": "This description is vague to the model (closest sound it knows: {near}): the "
+    "map shows a broad guess.",
+    "unfamiliar": "This sound is unfamiliar to the model: the map is a guess.",
+}
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,7 @@ class SoundGallery:
         self.clip_aug = augment_cells(clip_rows[:, :dim], clip_rows[:, dim])
         self.label_aug = augment_cells(label_rows[:, :dim], label_rows[:, dim])
         self.clip_uncertainty = np.ascontiguousarray(clip_rows[:, dim + 1])
+        self.label_uncertainty = np.ascontiguousarray(label_rows[:, dim + 1])
         self._by_id = {clip.id: i for i, clip in enumerate(self.clips)}
         self.embed_dim = dim
         self.backend = backend
@@ -188,6 +204,29 @@ class SoundGallery:
     def rank_labels(self, cell_aug: np.ndarray, ab: tuple[float, float]) -> Ranked:
         """Every label, ranked for a fused cell, best first."""
         return rank_rows(self.label_scores(cell_aug)[0], len(self.labels), ab)
+
+    def familiarity(self, kind: str, mu: np.ndarray, uncertainty: float) -> tuple[str, str | None]:
+        """('familiar' | 'vague' | 'unfamiliar', a hint for people or None) of a query: how
+        near its mean comes to the labels (text) or clips (audio), and how uncertain it is
+        next to the labels."""
+        rows = self.label_aug if kind == "text" or not self.clips else self.clip_aug
+        if rows.shape[0] == 0:
+            return "familiar", None
+        cos = rows[:, :-1] @ np.asarray(mu, np.float32)
+        nearest = int(np.argmax(cos))
+        top = float(cos[nearest])
+        most = float(self.label_uncertainty.max()) if self.labels else float("inf")
+        if top < KNOWN_COSINE or uncertainty > most + UNCERTAINTY_MARGIN:
+            level = "unfamiliar"
+        elif top < FAMILIAR_COSINE or uncertainty > most:
+            level = "vague"
+        else:
+            level = "familiar"
+        hint = HINTS[level]
+        if hint is not None:
+            near = self.labels[nearest] if rows is self.label_aug else self.clips[nearest].caption
+            hint = hint.format(near=f"“{near}”")
+        return level, hint
 
     def label_scores(self, cells_aug: np.ndarray) -> np.ndarray:
         """(N, labels) -CSD of fused cells against every label (one cell for /listen, a whole

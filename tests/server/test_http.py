@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from embeddings_store.grid import Level
+from model.scoring import match_probability
 from tests.server.conftest import BBOX, LEVELS
 from tests.server.helpers import decode_tile, tile_value
 
@@ -272,6 +273,12 @@ def test_tiles_similarity_and_model_agree(client, text_query, tiny_store, tiny_c
 
     legend = client.get(f"/legend?query={text_query['id']}&{qs}").json()
     lo, hi = legend["min"], legend["max"]
+    # The probability scale spans the probabilities of the same 2..98 % range (issue 25).
+    pleg = client.get(f"/legend?query={text_query['id']}&{qs}&scale=probability").json()
+    plo, phi = pleg["min"], pleg["max"]
+    a, b = load_checkpoint_params(tiny_checkpoint)
+    assert (plo, phi) == pytest.approx(tuple(match_probability(np.array([lo, hi]), a, b)),
+                                       rel=1e-5)  # fmt: skip
     z = L1.cell_zoom + 1  # one cell = 512 px: the tile corner pixel sits at the cell centre
     for (cx, cy), s, p in zip(cells, score, prob, strict=True):
         tx, ty = 2 * cx, 2 * cy  # tile whose south-east corner is the cell centre
@@ -284,8 +291,15 @@ def test_tiles_similarity_and_model_agree(client, text_query, tiny_store, tiny_c
         png = client.get(
             f"/tiles/{text_query['id']}/{z}/{tx}/{ty}.png?{qs}&level=1&scale=probability"
         ).content
-        pv = tile_value(decode_tile(png), 0.0, 1.0)[255, 255]
-        assert abs(pv - p) <= 0.5 / 254 + 0.01 * abs(hi - lo) + 1e-6
+        pv = tile_value(decode_tile(png), plo, phi)[255, 255]
+        assert abs(pv - np.clip(p, plo, phi)) <= (phi - plo) * (0.5 / 254 + 0.01) + 1e-6
+
+
+def load_checkpoint_params(path) -> tuple[float, float]:
+    """The (a, b) of a checkpoint's match probability."""
+    from model.checkpoint import load_checkpoint
+
+    return load_checkpoint(path).match_parameters()
 
 
 def test_no_metadata_maps_come_from_the_stored_mu0(client, text_query, tiny_store,

@@ -93,11 +93,17 @@ def wav(seconds: float, sr: int = 8000, channels: int = 1) -> bytes:
         ("too long", wav(61.0), 413),
         ("three channels", wav(1.0, channels=3), 422),
         ("sample rate too high", wav(0.5, sr=384000), 422),
+        ("silence", wav(2.0), 422),
+        ("50 ms", audio_bytes("WAV", "PCM_16", seconds=0.05), 422),
     ],
 )
 def test_malformed_uploads_are_4xx(client, name, data, status):
     r = upload(client, data)
     assert r.status_code == status, (name, r.status_code, r.text)
+    if name == "silence":
+        assert r.json()["detail"] == "the audio is silent (its loudest sample is below -60 dBFS)"
+    if name == "50 ms":
+        assert "0.05 s long: at least 0.5 s of sound is needed" in r.json()["detail"]
     assert isinstance(r.json()["detail"], str)
 
 

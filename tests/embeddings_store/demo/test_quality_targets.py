@@ -217,3 +217,23 @@ def test_listening_answers_match_the_world(shipped, usa_store, layers, demo_gall
     assert honest == set(PROFILE_FLOORS) | {"frogs", "rooster", "road_traffic", "bells"}
     for name, floor in PROFILE_FLOORS.items():
         assert report.profile_peak[name] >= floor, (name, report.profile_peak)
+
+
+@pytest.mark.parametrize(
+    ("text", "familiarity"),
+    [
+        ("frogs calling from a marsh", "familiar"),
+        ("heavy road traffic", "familiar"),
+        ("sounds", "vague"),
+        ("a quiet library", "unfamiliar"),
+        ("jazz music in a bar", "unfamiliar"),
+    ],
+)
+def test_unfamiliar_queries_are_told_apart(shipped, demo_gallery, text, familiarity):
+    """Issue 25's hint, on the shipped model and the demo's labels."""
+    from model.scoring import QueryEmbedding
+
+    q = QueryEmbedding.from_text(shipped, text)
+    level, hint = demo_gallery.familiarity("text", q.mu, q.uncertainty)
+    assert level == familiarity, (text, level)
+    assert (hint is None) == (familiarity == "familiar")
