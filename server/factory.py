@@ -79,6 +79,11 @@ QueryPath = Annotated[
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 _NUMBER = r"-?\d+(\.\d+)?([eE][-+]?\d+)?"
 BBOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
+QueryParam = Annotated[
+    str,
+    Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
+          description="query id or text"),
+]  # fmt: skip
 SegmentQuery = Annotated[
     str,
     Path(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
@@ -620,11 +625,7 @@ class SoundscapeFactory:
         async def point(
             lon: Annotated[float, Path(ge=-180, le=180, description="longitude (degrees)")],
             lat: Annotated[float, Path(ge=-90, le=90, description="latitude (degrees)")],
-            query: Annotated[
-                str,
-                Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
-                      description="query id or text"),
-            ],
+            query: QueryParam,
             meta: self.Meta,
         ) -> PointOut:  # fmt: skip
             qid, emb = await self.resolve(query)
@@ -686,11 +687,7 @@ class SoundscapeFactory:
         async def profile(
             lat: Lat,
             lon: Lon,
-            query: Annotated[
-                str,
-                Query(min_length=1, max_length=MAX_TEXT_CHARS, pattern=TEXT_PATTERN,
-                      description="query id or text"),
-            ],
+            query: QueryParam,
             meta: self.Meta,
             level: self.psm_query = None,  # type: ignore[valid-type]
         ) -> Any:  # fmt: skip
