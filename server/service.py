@@ -120,6 +120,10 @@ def build_service(settings: Settings) -> Service:
         model, store, cache, settings.range_max_cells, settings.gallery_mb,
         settings.similarity_backend, sweep_cells=settings.sweep_cells,
     )  # fmt: skip
+    # Land, region and edge masks (and the GeoNames index behind them, about 1 s) are made now,
+    # not by the first tile's colour range.
+    for level in engine.levels:
+        engine.coverage(level)
     executor = BoundedExecutor(
         settings.workers_threads,
         settings.queue_limit,

