@@ -81,7 +81,9 @@ class _Texts:
     would hold about ten times the memory)."""
 
     def __init__(self, text: str, starts: np.ndarray) -> None:
-        self.text, self.starts = text, starts
+        # numpy drops a string's trailing NULs when it is saved: put the last one back.
+        self.text = text if text.endswith("\0") else text + "\0"
+        self.starts = starts
 
     @classmethod
     def of(cls, items: list[str]) -> _Texts:
