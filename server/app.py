@@ -40,6 +40,10 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         description="Heatmap, uncertainty and similarity over a PSM embedding store "
         "(probabilistic soundscape mapping). Tiles are XYZ, 256 x 256 palette PNG.",
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN with an inline
+        # script, both refused by our CSP: server/web.py serves them from web/ and npm instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.svc = svc
     app.include_router(SoundscapeFactory(svc).router)

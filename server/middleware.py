@@ -29,6 +29,24 @@ def content_security_policy(basemap_origin: str | None) -> str:
     )
 
 
+def redoc_content_security_policy() -> str:
+    """The CSP of the ReDoc page `/redoc` only (its route sets it): the map page's, relaxed where
+    ReDoc's standalone bundle (web/node_modules/redoc) cannot work otherwise. Still no inline
+    script, no eval and no other origin:
+    - `style-src 'unsafe-inline'`: ReDoc styles itself with styled-components, which writes its
+      CSS into <style> elements it adds at run time (refused, ReDoc stops with "error #17");
+    - `worker-src blob:`: ReDoc's search index runs in a Web Worker made from a blob: URL of code
+      inside its own bundle (so no script beyond 'self' runs).
+    Swagger UI (`/docs`) works under the map page's policy and keeps it.
+    """
+    return (
+        "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; "
+        "style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; connect-src 'self'; "
+        "font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+        "form-action 'self'"
+    )
+
+
 # Called with (route template, status) once per request: the metrics' request counter.
 RequestObserver = Callable[[str, int], None]
 
@@ -84,7 +102,8 @@ class ServiceMiddleware:
                 out.append((b"x-content-type-options", b"nosniff"))
                 out.append((b"referrer-policy", b"same-origin"))
                 ctype = dict(out).get(b"content-type", b"")
-                if ctype.startswith(b"text/html"):
+                # A route's own CSP (the ReDoc page's) stands; every other page gets ours.
+                if ctype.startswith(b"text/html") and b"content-security-policy" not in names:
                     out.append((b"content-security-policy", self.csp))
                 dur = (time.perf_counter() - start) * 1000
                 total = f"total;dur={dur:.2f}".encode()
