@@ -7,6 +7,7 @@ for tiles that 404. web/js/state.js mirrors the query-id shape.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import shutil
@@ -146,3 +147,63 @@ def test_state_js_keeps_compare_mode_in_the_url():
     assert bad_flag["compare"] is False and bad_flag["bHour"] == 5
     assert bad_flag["url"] == "?q=birds"  # B is not written while compare is off
     assert off["compare"] is False and off["active"] is False and "qb" not in off["url"]
+
+
+WORDS_SCRIPT = """
+import { fadeCap, FADE_FLOOR } from './web/js/levels.js';
+import { describePlace, likelihoodWords, rankWords, formatPercentRange } from './web/js/format.js';
+import { fromUrl, toUrl } from './web/js/state.js';
+const info = {
+  colormaps: { heatmap: ['viridis'] },
+  vocabulary: { months: [1, 12], hours: [0, 23], audio_sources: [], caption_sources: [] },
+  store: { levels: [{ psm_zoom: 1 }] },
+  scales: ['relative', 'percentile'],
+  zoom_range: [0, 16],
+  limits: { text_chars: 256 },
+};
+const level = { tile_zoom: 6 };
+const out = {
+  fade: Array.from({ length: 17 }, (_, z) => fadeCap(level, z)),
+  fadeFine: [fadeCap({ tile_zoom: 12 }, 13), fadeCap({ tile_zoom: 12 }, 14), fadeCap(null, 15)],
+  floor: FADE_FLOOR,
+  words: [0, 10, 20, 50, 80, 95].map(likelihoodWords),
+  ranks: [null, 0, 93.4, 99.7].map(rankWords),
+  place: [
+    describePlace({ name: 'Tallahassee', admin1: 'Florida', country_code: 'US' }, 30.4, -84.3),
+    describePlace(null, 30.4, -84.3),
+  ],
+  pct: formatPercentRange(0.0056, 0.0334),
+  url: toUrl(fromUrl('?q=birds&scale=percentile&fade=0&labels=0', info, ['imagery']), info),
+  defaults: toUrl(fromUrl('?q=birds&fade=1&labels=1&scale=nope', info, ['imagery']), info),
+};
+console.log(JSON.stringify(out));
+"""
+
+
+def test_words_fading_and_new_url_keys():
+    """The page's plain words, the zoom fade and the new link keys (fade, labels, percentile)."""
+    res = subprocess.run(
+        [node(), "--input-type=module", "-e", WORDS_SCRIPT],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    fade = out["fade"]
+    # Full up to the level's tile zoom + 1, then down to the floor by zoom 13, never lower.
+    assert fade[:8] == [1] * 8
+    assert all(a > b for a, b in itertools.pairwise(fade[7:14]))
+    assert fade[13:] == [out["floor"]] * 4 and out["floor"] == pytest.approx(0.35)
+    # A finer level starts fading later and still reaches the floor a zoom later.
+    assert out["fadeFine"] == [1, out["floor"], 1]
+    assert out["words"] == [
+        "Very unlikely here", "Very unlikely here", "Unlikely here", "Possible here",
+        "Likely here", "Very likely here",
+    ]  # fmt: skip
+    assert out["ranks"] == [
+        "", "among the least likely places on this map",
+        "better than 93 % of places on this map", "among the best places on this map",
+    ]  # fmt: skip
+    assert out["place"] == ["near Tallahassee, Florida, US", "30.400° N, 84.300° W"]
+    assert out["pct"] == ["0.56 %", "3.34 %"]
+    assert out["url"] == "?q=birds&scale=percentile&fade=0&labels=0"
+    assert out["defaults"] == "?q=birds"

@@ -97,6 +97,9 @@ def test_uploading_a_wav_switches_to_the_audio_query(map_page, api):
     assert page.inner_text("#active-query-text") == "tone.wav"
     assert page.get_attribute("body", "data-query-kind") == "audio"
     assert f"qid={audio['id']}" in page.url
+    # The words box no longer shows text that is not being mapped.
+    assert page.input_value("#query-text") == ""
+    assert page.inner_text("#audio-feedback") == "Mapping tone.wav."
 
 
 def test_dropping_a_sound_file_on_the_page_uploads_it(map_page, api):
@@ -143,7 +146,11 @@ def test_click_popup_shows_the_similarity_of_that_point(map_page, api):
     settled_tiles(page, url_has="month=7")
     lat, lon = land_points(info["store"]["bounds"], 3)[0]
     click_map_at(page, lat, lon)
-    page.wait_for_selector(".leaflet-popup .inspect dd[data-field=score]")
+    # The raw numbers wait behind the popup's "Numbers" toggle.
+    page.wait_for_selector(".leaflet-popup .inspect dd[data-field=score]", state="attached")
+    assert page.is_hidden(".leaflet-popup .inspect dd[data-field=score]")
+    page.click(".leaflet-popup .inspect-numbers summary")
+    assert page.is_visible(".leaflet-popup .inspect dd[data-field=score]")
     box = page.query_selector(".leaflet-popup .inspect")
     shown = {
         dd.get_attribute("data-field"): dd.get_attribute("data-value")
@@ -161,7 +168,7 @@ def test_click_popup_shows_the_similarity_of_that_point(map_page, api):
     assert res.status_code == 200, res.text
     expected = res.json()["results"][0]
     assert expected["score"] is not None
-    for key in ("score", "probability", "uncertainty"):
+    for key in ("score", "probability", "uncertainty", "percentile"):
         assert float(shown[key]) == expected[key], key
     text = box.inner_text()
     assert f"{expected['probability'] * 100:.1f} %" in text

@@ -55,7 +55,8 @@ def test_clicking_the_map_lists_sounds_that_play(map_page):
     assert listen["sounds"] and listen["labels"]
 
     page.wait_for_selector(f"{POPUP} .listen .sound audio")
-    page.wait_for_selector(f"{POPUP} dd[data-field=score]")  # the score rows are still there
+    # The score rows are still there (behind the "Numbers" toggle).
+    page.wait_for_selector(f"{POPUP} dd[data-field=score]", state="attached")
     items = page.query_selector_all(f"{POPUP} .sound")
     assert [li.get_attribute("data-id") for li in items] == [s["id"] for s in listen["sounds"]]
     for li, sound in zip(items, listen["sounds"], strict=True):
@@ -112,7 +113,7 @@ def test_without_a_gallery_the_popup_has_no_sounds(map_page):
     info = open_map(map_page)
     settled_tiles(page)
     click_and_catch(page, info, "/profile")
-    page.wait_for_selector(f"{POPUP} dd[data-field=score]")
+    page.wait_for_selector(f"{POPUP} dd[data-field=score]", state="attached")
     page.wait_for_selector(f"{POPUP} .profile-chart")
     assert page.query_selector(f"{POPUP} .inspect-listen") is None
     assert listens == []
@@ -184,7 +185,8 @@ def test_compare_mode_draws_a_difference_map_and_shares_it(map_page, open_page, 
     assert float(page.get_attribute("#legend-heat-min", "data-value")) == want["min"]
     assert float(page.get_attribute("#legend-heat-max", "data-value")) == want["max"]
     assert page.is_visible("#legend-heat-words")
-    assert "more in A" in page.inner_text("#legend-heat-words")
+    assert "A more likely" in page.inner_text("#legend-heat-words")
+    assert "B more likely" in page.inner_text("#legend-heat-words")
     note = page.inner_text("#legend-heat-note")
     assert "06:00" in note and "22:00" in note
     assert "b_hour=22" in page.url and "cmp=1" in page.url
@@ -210,6 +212,7 @@ def test_compare_mode_draws_a_difference_map_and_shares_it(map_page, open_page, 
     page.uncheck("#compare-on")
     settled_tiles(page, url_has=f"/tiles/{qid}/")
     page.wait_for_selector("#legend-heat[data-kind=heatmap]", state="attached")
-    assert page.is_hidden("#legend-heat-words")
+    assert page.inner_text("#legend-heat-words").split() == ["less", "likely", "more", "likely"]
+    assert page.is_hidden("#legend-heat-note")
     assert "cmp=" not in page.url and "qb=" not in page.url
     wait_for(page, "() => document.body.dataset.compare === 'false'")

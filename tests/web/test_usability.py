@@ -70,12 +70,13 @@ def test_a_file_that_is_not_audio_gets_a_clear_message(map_page):
     settled_tiles(page)
     not_audio = {"name": "notes.wav", "mimeType": "audio/wav", "buffer": b"no samples here" * 10}
     page.set_input_files("#audio-file", files=[not_audio])
-    page.wait_for_selector("#error:not([hidden])")
-    text = page.inner_text("#error-text")
-    assert text.startswith("Could not use this sound")
+    page.wait_for_selector("#audio-feedback[data-kind=error]")
+    # Said once, next to the sound controls, in the server's words.
+    text = page.inner_text("#audio-feedback")
+    assert text.startswith("Could not use notes.wav: ")
+    assert text.lower().count("wav, flac") == 1, text
     assert page.get_attribute("body", "data-query-kind") == "text"  # the map stays as it was
-    page.click("#error-close")
-    assert page.is_hidden("#error")
+    assert page.is_hidden("#error")  # the controls are open: no second copy in the banner
 
 
 def test_a_link_to_a_sound_the_server_does_not_know_says_so(map_page):
@@ -94,10 +95,18 @@ def test_probability_scale_legend_reads_in_percent(map_page, api):
     settled_tiles(page, url_has="scale=probability")
     wait_for(
         page,
-        "() => document.getElementById('legend-heat-title').textContent === 'Match probability'",
+        "() => document.getElementById('legend-heat-title').textContent === 'Chance of a match'",
     )
-    assert page.inner_text("#legend-heat-min") == "0 %"
-    assert page.inner_text("#legend-heat-max") == "100 %"
+    # The range is the one fitted to the map's values (not 0..100 %), written in percent.
+    qid = page.evaluate("() => window.soundscape.queryId")
+    want = api.get("/legend", params={"query": qid, "scale": "probability"}).json()
+    assert 0 < want["min"] < want["max"] < 1
+    assert float(page.get_attribute("#legend-heat-min", "data-value")) == want["min"]
+    assert float(page.get_attribute("#legend-heat-max", "data-value")) == want["max"]
+    lo, hi = page.inner_text("#legend-heat-min"), page.inner_text("#legend-heat-max")
+    assert lo.endswith(" %") and hi.endswith(" %") and (lo, hi) != ("0 %", "100 %")
+    assert float(lo[:-2]) == pytest.approx(want["min"] * 100, abs=0.06)
+    assert float(hi[:-2]) == pytest.approx(want["max"] * 100, abs=0.06)
     page.check("#unc-on")
     settled_tiles(page, "uncertainty-layer")
     page.wait_for_selector("#legend-unc:not([hidden])")

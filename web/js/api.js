@@ -25,7 +25,7 @@ export function queryString(params) {
 }
 
 // FastAPI validation errors are lists of {loc, msg}: keep the messages, drop the machinery.
-function detailText(detail) {
+export function detailText(detail) {
   if (typeof detail === 'string') return detail;
   if (Array.isArray(detail)) {
     return detail.map((d) => (d && d.msg ? d.msg : JSON.stringify(d))).join('; ');
@@ -49,9 +49,10 @@ async function failure(response, what) {
   } else if (s === 429) {
     message = `Too many requests; please wait ${retry || 'a few'} s and try again.`;
   } else if (s === 413) {
-    message = `${what}: the file is too large or too long. ${text}`;
+    // The server's own reason says it once; the page's words stand in only without one.
+    message = `${what}: ${text || 'the file is too large or too long'}`;
   } else if (s === 415) {
-    message = `${what}: this file type is not supported (use WAV, FLAC, OGG or MP3). ${text}`;
+    message = `${what}: ${text || 'this file type is not supported (use WAV, FLAC, OGG or MP3)'}`;
   } else if (s === 404) {
     message = `${what}: ${text || 'not found'}`;
   } else {
@@ -101,4 +102,9 @@ export function registerAudio(blob, filename) {
   const form = new FormData();
   form.append('audio', blob, filename);
   return request('/queries', { method: 'POST', body: form }, 'Could not use this sound');
+}
+
+/** Registered query by id: {id, kind, familiarity, hint, …}; rejects 404 for an unknown id. */
+export function getQuery(id, what) {
+  return getJSON(`/queries/${encodeURIComponent(id)}`, {}, { what });
 }

@@ -7,6 +7,30 @@ import { levelZoomRange } from './levels.js';
 
 const $ = (id) => document.getElementById(id);
 
+// Each colour scale in a sentence (the radio buttons name them, this says what they mean).
+export const SCALE_HELP = {
+  relative: 'Colours stretch from the least to the most likely places on land in this map, '
+    + 'for the month and hour you chose.',
+  absolute: 'One colour range for every hour and month of this sound, so maps of different '
+    + 'times can be compared.',
+  probability: 'The model’s chance, in percent, that this sound is the one heard at each place '
+    + '(small numbers: it chooses among many places).',
+  percentile: 'Each place’s rank among this map’s places on land: 90 % means it is more likely '
+    + 'than 90 % of them.',
+};
+
+const ANY_AUDIO = 'Any source: the map does not assume which collection the recording is from.';
+const ANY_CAPTION = 'Any source: the map does not assume how the sound was described.';
+
+function sourceHelp(info, kind) {
+  return info.vocabulary.source_help?.[kind] ?? {};
+}
+
+/** "about 59 km" (one decimal below 10 km). */
+function km(value) {
+  return value >= 10 ? `${Math.round(value)} km` : `${value.toFixed(1)} km`;
+}
+
 function option(select, value, text, disabled = false) {
   const o = document.createElement('option');
   o.value = value;
@@ -25,16 +49,40 @@ export function buildControls(info, baseChoices) {
   $('hour').min = String(h0);
   $('hour').max = String(h1);
 
+  // "aporee — Radio Aporee": the name, then who or what it is (the explanation up to its colon).
+  const label = (name, help) => (help ? `${name} — ${help.split(':')[0].replace(/\.$/, '')}` : name);
+  const audioHelp = sourceHelp(info, 'audio');
+  const captionHelp = sourceHelp(info, 'caption');
   option($('asource'), '', 'Any source');
-  for (const s of info.vocabulary.audio_sources) option($('asource'), s, s);
+  for (const s of info.vocabulary.audio_sources) option($('asource'), s, label(s, audioHelp[s]));
   option($('tsource'), '', 'Any source');
-  for (const s of info.vocabulary.caption_sources) option($('tsource'), s, s);
+  for (const s of info.vocabulary.caption_sources) {
+    option($('tsource'), s, label(s, captionHelp[s]));
+  }
+  const list = $('sources-list');
+  const entry = (kind, name, text) => {
+    const dt = document.createElement('dt');
+    dt.textContent = `${kind} ${name}`;
+    const dd = document.createElement('dd');
+    dd.textContent = text || 'No description.';
+    list.append(dt, dd);
+  };
+  for (const s of info.vocabulary.audio_sources) entry('Audio:', s, audioHelp[s]);
+  for (const s of info.vocabulary.caption_sources) entry('Captions:', s, captionHelp[s]);
 
   option($('level'), 'auto', 'Auto (by map zoom)');
   const have = new Map(info.store.levels.map((lv) => [lv.psm_zoom, lv]));
   for (const z of [1, 3, 5]) {
     const lv = have.get(z);
-    option($('level'), String(z), lv ? `${z}` : `${z} (not in this store)`, !lv);
+    let text = `Level ${z} (not in this store)`;
+    if (lv && lv.footprint_km) text = `Level ${z}: about ${km(lv.footprint_km)} around each place`;
+    else if (lv) text = `Level ${z}`;
+    option($('level'), String(z), text, !lv);
+  }
+
+  // Only the scales this server draws are offered.
+  for (const radio of document.querySelectorAll('input[name="scale"]')) {
+    if (!info.scales.includes(radio.value)) radio.closest('label').hidden = true;
   }
 
   for (const c of info.colormaps.heatmap) option($('colormap'), c, c);
@@ -43,7 +91,6 @@ export function buildControls(info, baseChoices) {
   $('base-field').hidden = baseChoices.length < 2;
 
   $('audio-limit').textContent = String(info.limits.audio_seconds);
-  $('query-text').maxLength = info.limits.text_chars;
 }
 
 /** Send every control change into the store. */
@@ -67,6 +114,8 @@ export function bindControls(store) {
   $('same-scale').addEventListener('change', (e) => set({ sameScale: e.target.checked }));
   $('heat-on').addEventListener('change', (e) => set({ heat: e.target.checked }));
   $('heat-opacity').addEventListener('input', (e) => set({ heatOpacity: Number(e.target.value) }));
+  $('heat-fade').addEventListener('change', (e) => set({ fade: e.target.checked }));
+  $('labels-on').addEventListener('change', (e) => set({ labels: e.target.checked }));
   $('unc-on').addEventListener('change', (e) => set({ unc: e.target.checked }));
   $('unc-opacity').addEventListener('input', (e) => set({ uncOpacity: Number(e.target.value) }));
   $('base').addEventListener('change', (e) => set({ base: e.target.value }));
@@ -96,6 +145,15 @@ export function reflectControls(state, info) {
   $('heat-opacity').value = String(state.heatOpacity);
   $('heat-opacity-out').textContent = `${Math.round(state.heatOpacity * 100)} %`;
   $('heat-opacity').disabled = !state.heat;
+  $('heat-fade').checked = state.fade;
+  $('heat-fade').disabled = !state.heat;
+  $('labels-on').checked = state.labels;
+  $('scale-help').textContent = SCALE_HELP[state.scale] ?? '';
+  const audioHelp = sourceHelp(info, 'audio');
+  const captionHelp = sourceHelp(info, 'caption');
+  $('asource-help').textContent = state.asource === null ? ANY_AUDIO : audioHelp[state.asource] ?? '';
+  $('tsource-help').textContent =
+    state.tsource === null ? ANY_CAPTION : captionHelp[state.tsource] ?? '';
   $('unc-on').checked = state.unc;
   $('unc-opacity').value = String(state.uncOpacity);
   $('unc-opacity-out').textContent = `${Math.round(state.uncOpacity * 100)} %`;
@@ -103,11 +161,17 @@ export function reflectControls(state, info) {
   $('base').value = state.base;
 
   if (state.level === 'auto') {
-    $('level-help').textContent = 'Coarser levels listen to wider surroundings (PSM zoom 1/3/5).';
+    const sizes = info.store.levels
+      .filter((lv) => lv.footprint_km)
+      .map((lv) => km(lv.footprint_km));
+    $('level-help').textContent = sizes.length
+      ? `The map chooses by zoom. Each level listens to a different stretch of land around a place: ${sizes.join(', ')}.`
+      : 'The map chooses by zoom: wider surroundings when zoomed out.';
   } else {
     const lv = info.store.levels.find((l) => String(l.psm_zoom) === state.level);
     const [lo] = levelZoomRange(lv);
-    const km = (lv.cell_size_m / 1000).toFixed(1);
-    $('level-help').textContent = `Cells of about ${km} km, shown from map zoom ${lo}.`;
+    const cell = km(lv.cell_size_m / 1000);
+    const listens = lv.footprint_km ? `Listens to about ${km(lv.footprint_km)} around each place; ` : '';
+    $('level-help').textContent = `${listens}one colour block is about ${cell} across (PSM zoom ${lv.psm_zoom}, shown from map zoom ${lo}).`;
   }
 }

@@ -39,3 +39,38 @@ export function formatRange(lo, hi) {
   const decimals = Math.min(8, Math.max(0, Math.ceil(-Math.log10(span)) + 2));
   return [lo.toFixed(decimals), hi.toFixed(decimals)];
 }
+
+/** {name, admin1, country_code} -> "Tallahassee, Florida, US" (null -> ''). */
+export function formatPlace(place) {
+  if (!place) return '';
+  return [place.name, place.admin1, place.country_code].filter(Boolean).join(', ');
+}
+
+/** A place in words: "near Tallahassee, Florida, US", or its coordinates when it has no name. */
+export function describePlace(place, lat, lon) {
+  return place ? `near ${formatPlace(place)}` : formatLatLon(lat, lon);
+}
+
+/** How likely a sound is at a place, in words, from its rank (percentile 0..100) on the map. */
+export function likelihoodWords(percentile) {
+  if (percentile === null || percentile === undefined || !Number.isFinite(percentile)) return null;
+  if (percentile >= 90) return 'Very likely here';
+  if (percentile >= 70) return 'Likely here';
+  if (percentile >= 40) return 'Possible here';
+  if (percentile >= 15) return 'Unlikely here';
+  return 'Very unlikely here';
+}
+
+/** A rank on the map in words: "better than 93 % of places on this map". */
+export function rankWords(percentile) {
+  if (percentile === null || percentile === undefined || !Number.isFinite(percentile)) return '';
+  if (percentile >= 99.5) return 'among the best places on this map';
+  if (percentile < 0.5) return 'among the least likely places on this map';
+  return `better than ${Math.round(percentile)} % of places on this map`;
+}
+
+/** Both ends of a probability range in percent, with enough decimals to tell them apart. */
+export function formatPercentRange(lo, hi) {
+  const [a, b] = formatRange(lo * 100, hi * 100);
+  return [`${a} %`, `${b} %`];
+}

@@ -20,3 +20,19 @@ export function levelAt(info, setting, z) {
   if (setting === 'auto') return autoLevel(info, Math.round(z));
   return info.store.levels.find((lv) => lv.psm_zoom === Number(setting)) || null;
 }
+
+// Past a level's detail its cells grow into flat blocks of colour that hide the imagery and the
+// place names: from one web zoom after its tile zoom (cells of 32 px and more) the heatmap fades,
+// down to FADE_FLOOR at FADE_FULL_ZOOM and beyond.
+export const FADE_FLOOR = 0.35;
+export const FADE_FULL_ZOOM = 13;
+
+/** Largest heatmap opacity at web zoom z for a level ({tile_zoom}); 1 = no fading. */
+export function fadeCap(level, z) {
+  if (!level) return 1;
+  const start = level.tile_zoom + 1;
+  const end = Math.max(FADE_FULL_ZOOM, start + 1);
+  if (z <= start) return 1;
+  if (z >= end) return FADE_FLOOR;
+  return 1 - ((1 - FADE_FLOOR) * (z - start)) / (end - start);
+}

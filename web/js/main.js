@@ -2,7 +2,7 @@
 // keeps layers, legend, top places and URL in step with the state.
 
 import * as L from '/vendor/leaflet/leaflet-src.esm.js';
-import { getJSON, registerText } from './api.js';
+import { getJSON, getQuery, registerText } from './api.js';
 import { baseChoices, makeBaseLayers } from './basemap.js';
 import { BufferedTileLayer } from './buffered-layer.js';
 import { bindCompare, buildCompare, describeSides, queryIdB, reflectCompare } from './compare.js';
@@ -10,9 +10,11 @@ import { bindControls, buildControls, reflectControls } from './controls.js';
 import { formatHour, MONTHS } from './format.js';
 import { bindInspect } from './inspect.js';
 import { Legend } from './legend.js';
-import { levelAt } from './levels.js';
+import { PlaceLabels } from './labels.js';
+import { fadeCap, levelAt } from './levels.js';
 import { TopPlaces } from './places.js';
-import { bindQueryInputs, reflectQuery } from './query.js';
+import { bindQueryInputs, reflectQuery, showHint } from './query.js';
+import { bindPlaceSearch } from './search.js';
 import { compareActive, fromUrl, Store, toUrl } from './state.js';
 import { clearError, initStatus, showError } from './status.js';
 import { compareUrl, heatmapUrl, storeBounds, uncertaintyUrl, zoomOptions } from './tiles.js';
@@ -27,28 +29,49 @@ const PLACE_KEYS = ['month', 'hour', 'asource', 'tsource', 'location', 'level', 
 
 const $ = (id) => document.getElementById(id);
 
-/** "in July at 06:00, audio from aporee" — the metadata part of the active query line. */
-function describeMetadata(s) {
+/** "in July at 06:00, audio like Radio Aporee" — the metadata part of the active query line. */
+function describeMetadata(s, info) {
   const parts = [];
   if (s.month !== null) parts.push(`in ${MONTHS[s.month - 1]}`);
   if (s.hour !== null) parts.push(`at ${formatHour(s.hour)}`);
-  if (s.asource !== null) parts.push(`audio like ${s.asource}`);
+  if (s.asource !== null) {
+    // The collection's own name ("Radio Aporee: field recordings…" -> "Radio Aporee").
+    const help = info.vocabulary.source_help?.audio?.[s.asource] ?? '';
+    parts.push(`audio like ${help.includes(':') ? help.split(':')[0] : s.asource}`);
+  }
   if (s.tsource !== null) parts.push(`captions like ${s.tsource}`);
   if (!s.location) parts.push('ignoring location');
   if (compareActive(s)) parts.push(`compared with B: ${describeSides(s).b}`);
   return parts.join(', ');
 }
 
+// Phones, upright or on their side: the map fills the screen and the controls are a sheet over
+// it, opened and closed by the Controls button (map.css uses the same media query).
+const COMPACT = '(max-width: 700px), (max-height: 500px)';
+
+/** The controls sheet: {compact(), close()}; it follows rotations between the two layouts. */
 function bindPanelToggle() {
   const button = $('panel-toggle');
   const panel = $('panel');
+  const media = window.matchMedia(COMPACT);
   const set = (open) => {
     panel.classList.toggle('is-collapsed', !open);
     button.setAttribute('aria-expanded', String(open));
+    document.body.dataset.panel = open ? 'open' : 'closed';
   };
   // On a phone the map comes first; the controls slide up on demand.
-  set(!window.matchMedia('(max-width: 700px)').matches);
+  set(!media.matches);
+  // Rotating (or resizing) into the side-by-side layout shows the controls, which then have
+  // no button; into the phone layout the map comes first again.
+  media.addEventListener('change', () => set(!media.matches));
   button.addEventListener('click', () => set(panel.classList.contains('is-collapsed')));
+  return {
+    compact: () => media.matches,
+    /** Close the sheet on a phone (a map was asked for: show it). */
+    reveal: () => {
+      if (media.matches) set(false);
+    },
+  };
 }
 
 async function boot() {
@@ -77,6 +100,10 @@ async function boot() {
   // Panes order the layers: base tiles (200) < heatmap < uncertainty < markers and popups.
   map.createPane('heatmap').style.zIndex = '250';
   map.createPane('uncertainty').style.zIndex = '260';
+  // Place names over the colours, under the top places' rings (overlay pane, 400).
+  const labelPane = map.createPane('labels');
+  labelPane.style.zIndex = '350';
+  labelPane.style.pointerEvents = 'none';
   const bounds = storeBounds(info);
   if (initial.view) map.setView([initial.view.lat, initial.view.lon], initial.view.zoom);
   else if (bounds) map.fitBounds(bounds);
@@ -96,6 +123,8 @@ async function boot() {
   const bases = makeBaseLayers(info);
   const legend = new Legend();
   const places = new TopPlaces(map, info);
+  const labels = new PlaceLabels(map);
+  const sheet = bindPanelToggle();
 
   let queryId = null; // the registered id of the active query (null until known)
   let queryBId = null; // B's registered id while the map shows A − B (null otherwise)
@@ -108,6 +137,26 @@ async function boot() {
   // The heatmap layer's template: A − B in compare mode, else A's heatmap.
   const heatUrl = (s, hour = s.hour) =>
     queryBId ? compareUrl(queryId, queryBId, s, hour) : heatmapUrl(queryId, s, hour);
+
+  // Zoomed in past the drawn level's detail, the layers fade (levels.js, fadeCap) so the
+  // imagery and place names show through; the Layers card says so.
+  const fade = () => {
+    const s = store.get();
+    if (!s.fade) return 1;
+    return fadeCap(levelAt(info, s.level, map.getZoom()), map.getZoom());
+  };
+  function applyOpacity() {
+    const s = store.get();
+    const cap = fade();
+    heat.setOpacity(Math.min(s.heatOpacity, cap));
+    unc.setOpacity(Math.min(s.uncOpacity, cap));
+    const faded = cap < 1 && s.heatOpacity > cap && s.heat;
+    $('heat-fade-note').textContent = faded
+      ? `Faded to ${Math.round(cap * 100)} % at this zoom: you are closer than the map’s `
+        + 'detail, so the imagery and place names show through.'
+      : '';
+    document.body.dataset.heatFade = String(cap);
+  }
 
   let heatSeq = 0;
   async function refreshHeat() {
@@ -138,7 +187,7 @@ async function boot() {
     if (mine !== heatSeq || id !== queryId) return; // something newer is on its way
     const now = store.get();
     queryBId = idB;
-    heat.setOpacity(now.heatOpacity);
+    applyOpacity();
     heat.show(heatUrl(now), zoomOptions(info, now));
   }
 
@@ -149,7 +198,7 @@ async function boot() {
       legend.hideUncertainty();
       return;
     }
-    unc.setOpacity(s.uncOpacity);
+    applyOpacity();
     unc.show(uncertaintyUrl(s), zoomOptions(info, s));
     legend.showUncertainty(s).catch((err) => {
       if (err.name !== 'AbortError') showError(err.message);
@@ -160,6 +209,7 @@ async function boot() {
     const s = store.get();
     const mine = (querySeq += 1);
     queryId = null;
+    showHint(null);
     const q = s.query;
     if (!q) {
       reflectQuery(s, '');
@@ -170,8 +220,9 @@ async function boot() {
     if (q.kind === 'audio') {
       // A shared link may name a sound the server no longer knows (uploaded before a restart):
       // ask before drawing, so the map shows one clear message instead of broken tiles.
+      let known;
       try {
-        await getJSON('/legend', { query: q.id }, { what: 'Could not load this sound' });
+        known = await getQuery(q.id, 'Could not load this sound');
       } catch (err) {
         if (mine !== querySeq) return;
         heat.hide();
@@ -187,12 +238,14 @@ async function boot() {
       }
       if (mine !== querySeq) return;
       queryId = q.id;
+      showHint(known.hint, known.familiarity);
     } else {
       reflectQuery(s, 'mapping…');
       try {
         const res = await registerText(q.text);
         if (mine !== querySeq) return;
         queryId = res.id;
+        showHint(res.hint, res.familiarity);
       } catch (err) {
         if (mine !== querySeq) return;
         heat.hide();
@@ -203,7 +256,7 @@ async function boot() {
       }
     }
     document.body.dataset.queryId = queryId;
-    reflectQuery(store.get(), describeMetadata(store.get()));
+    reflectQuery(store.get(), describeMetadata(store.get(), info));
     await refreshHeat();
     places.schedule(context, 0);
   }
@@ -257,12 +310,14 @@ async function boot() {
       clearError();
       resolveQuery();
     } else {
-      if (queryId) reflectQuery(s, describeMetadata(s));
+      if (queryId) reflectQuery(s, describeMetadata(s, info));
       if (has(changed, HEAT_KEYS)) refreshHeat();
     }
     if (has(changed, UNC_KEYS)) refreshUnc();
-    if (changed.has('heatOpacity')) heat.setOpacity(s.heatOpacity);
-    if (changed.has('uncOpacity')) unc.setOpacity(s.uncOpacity);
+    if (has(changed, ['heatOpacity', 'uncOpacity', 'fade', 'level', 'heat'])) applyOpacity();
+    if (changed.has('labels')) labels.setVisible(s.labels);
+    // A map was asked for: on a phone the sheet steps aside to show it.
+    if (changed.has('query')) sheet.reveal();
     if (changed.has('base')) setBase(s.base);
     // While the time-lapse plays, the top places wait for the pause (one search, not 24).
     if (has(changed, PLACE_KEYS) && !(timelapse.playing && changed.has('hour'))) {
@@ -270,6 +325,7 @@ async function boot() {
     }
   });
 
+  map.on('zoomend', applyOpacity);
   map.on('moveend', () => {
     const c = map.getCenter().wrap();
     store.set({ view: { lat: c.lat, lon: c.lng, zoom: map.getZoom() } });
@@ -279,7 +335,8 @@ async function boot() {
   bindCompare(store);
   bindQueryInputs(store, info);
   bindInspect(map, context, info);
-  bindPanelToggle();
+  bindPlaceSearch(map, info, () => sheet.reveal());
+  places.onPick = () => sheet.reveal();
 
   // First draw from the initial state.
   reflectControls(initial, info);
@@ -287,6 +344,8 @@ async function boot() {
   reflectClock(initial);
   window.history.replaceState(null, '', toUrl(initial, info));
   setBase(initial.base);
+  labels.setVisible(initial.labels);
+  applyOpacity();
   refreshUnc();
   resolveQuery();
 

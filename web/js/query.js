@@ -2,11 +2,27 @@
 // drag-and-drop anywhere on the page), and the microphone. Text goes into the state as text
 // (main.js registers it); a sound is uploaded here and goes into the state as its query id.
 
-import { registerAudio } from './api.js';
+import { detailText, registerAudio } from './api.js';
 import { canRecord, startRecording } from './record.js';
 import { clearError, showError } from './status.js';
 
 const $ = (id) => document.getElementById(id);
+
+/** A message in words next to a control (`kind`: 'error' or 'note'); '' clears it. */
+function feedback(id, text, kind = 'note') {
+  const el = $(id);
+  el.textContent = text;
+  el.dataset.kind = text ? kind : '';
+}
+
+/** "the audio is silent" -> "The audio is silent." */
+function sentence(text) {
+  const t = String(text || '').trim();
+  if (!t) return '';
+  return t[0].toUpperCase() + t.slice(1) + (/[.!?]$/.test(t) ? '' : '.');
+}
+
+const panelHidden = () => $('panel').classList.contains('is-collapsed');
 
 // Sounds the demo world knows; any words work, these are a start.
 export const EXAMPLES = [
@@ -35,6 +51,7 @@ function buildExamples(store) {
     btn.textContent = text;
     btn.addEventListener('click', () => {
       $('query-text').value = text;
+      feedback('query-feedback', '');
       store.set({ query: { kind: 'text', text } });
     });
     li.append(btn);
@@ -42,17 +59,25 @@ function buildExamples(store) {
   }
 }
 
-/** Upload a sound and make it the active query. */
+/**
+ * Upload a sound and make it the active query. A refusal (not audio, silent, too short, too
+ * long) is said once, in the server's words, next to the sound controls; with the controls
+ * closed (phone) it goes to the banner instead.
+ */
 async function useSound(store, blob, name) {
   clearError();
-  $('record-status').textContent = `Uploading ${name}…`;
+  feedback('audio-feedback', `Uploading ${name}…`);
   try {
     const q = await registerAudio(blob, name);
+    feedback('audio-feedback', `Mapping ${name}.`);
     store.set({ query: { kind: 'audio', id: q.id, name } });
-    $('record-status').textContent = '';
   } catch (err) {
-    $('record-status').textContent = '';
-    showError(err.message);
+    const reason = err.status >= 400 && err.status < 500 && err.status !== 429 && err.detail
+      ? sentence(detailText(err.detail))
+      : sentence(err.message);
+    const text = `Could not use ${name}: ${reason}`;
+    feedback('audio-feedback', text, 'error');
+    if (panelHidden()) showError(text);
   }
 }
 
@@ -108,6 +133,7 @@ function bindRecorder(store, maxSeconds) {
     session = null;
     button.setAttribute('aria-pressed', 'false');
     button.textContent = 'Record from microphone';
+    status.textContent = '';
     try {
       const wav = await wavPromise;
       await useSound(store, wav, 'recording.wav');
@@ -133,13 +159,37 @@ function bindRecorder(store, maxSeconds) {
   });
 }
 
+/** What the text box's length means for the map, in words ('' when nothing to say). */
+function lengthNote(length, limit) {
+  if (length <= limit) return '';
+  return `${length.toLocaleString('en')} characters: the map reads at most ${limit}, `
+    + `so only the first ${limit} will be used.`;
+}
+
 /** Wire the text box, examples, file upload, drag-and-drop and microphone. */
 export function bindQueryInputs(store, info) {
   buildExamples(store);
+  const limit = info.limits.text_chars;
+  const box = $('query-text');
+  box.addEventListener('input', () => {
+    feedback('query-feedback', lengthNote(box.value.length, limit));
+  });
   $('query-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    const text = $('query-text').value.trim();
-    if (!text) return;
+    const raw = box.value.trim();
+    if (!raw) {
+      // "   " passes the box's `required`; an empty map would be no answer at all.
+      feedback('query-feedback', 'Type a few words about the sound first, e.g. “birds singing”.', 'error');
+      box.focus();
+      return;
+    }
+    const text = raw.slice(0, limit).trim();
+    feedback(
+      'query-feedback',
+      raw.length > limit
+        ? `Mapped the first ${limit} of ${raw.length.toLocaleString('en')} characters.`
+        : '',
+    );
     clearError();
     store.set({ query: { kind: 'text', text } });
   });
@@ -154,8 +204,20 @@ export function reflectQuery(state, status) {
   $('active-query-kind').textContent = q && q.kind === 'audio' ? 'sound' : '';
   $('active-query-text').textContent = q ? (q.kind === 'audio' ? q.name : `“${q.text}”`) : 'nothing yet';
   $('active-query-meta').textContent = status || '';
-  if (q && q.kind === 'text' && document.activeElement !== $('query-text')) {
-    $('query-text').value = q.text;
+  if (document.activeElement !== $('query-text')) {
+    // A sound replaces the words: the box no longer shows text that is not being mapped.
+    if (q && q.kind === 'text') $('query-text').value = q.text;
+    else if (q && q.kind === 'audio') $('query-text').value = '';
   }
+  if (q && q.kind === 'text') feedback('audio-feedback', '');
   document.body.dataset.queryKind = q ? q.kind : '';
+}
+
+/** The server's hint about the active query ("This sound is unfamiliar…"), or none. */
+export function showHint(hint, familiarity) {
+  const el = $('query-hint');
+  el.textContent = hint || '';
+  el.hidden = !hint;
+  el.dataset.familiarity = familiarity || '';
+  document.body.dataset.familiarity = familiarity || '';
 }

@@ -20,6 +20,8 @@ export function defaults(info) {
     colormap: info.colormaps.heatmap[0],
     heat: true,
     heatOpacity: 0.75,
+    fade: true, // zoomed in past the data's detail, the heatmap fades so imagery and names show
+    labels: true, // place names over the map
     unc: false,
     uncOpacity: 0.6,
     base: 'imagery',
@@ -86,6 +88,8 @@ export function fromUrl(search, info, baseChoices) {
   pick('colormap', oneOf(p.get('cmap'), info.colormaps.heatmap));
   pick('heat', bool(p.get('heat')));
   pick('heatOpacity', numIn(p.get('heat_op'), 0, 1));
+  pick('fade', bool(p.get('fade')));
+  pick('labels', bool(p.get('labels')));
   pick('unc', bool(p.get('unc')));
   pick('uncOpacity', numIn(p.get('unc_op'), 0, 1));
   pick('base', oneOf(p.get('base'), baseChoices));
@@ -123,6 +127,8 @@ export function toUrl(state, info) {
   if (state.colormap !== d.colormap) p.set('cmap', state.colormap);
   if (state.heat !== d.heat) p.set('heat', state.heat ? '1' : '0');
   if (state.heatOpacity !== d.heatOpacity) p.set('heat_op', state.heatOpacity);
+  if (state.fade !== d.fade) p.set('fade', state.fade ? '1' : '0');
+  if (state.labels !== d.labels) p.set('labels', state.labels ? '1' : '0');
   if (state.unc !== d.unc) p.set('unc', state.unc ? '1' : '0');
   if (state.uncOpacity !== d.uncOpacity) p.set('unc_op', state.uncOpacity);
   if (state.base !== d.base) p.set('base', state.base);
