@@ -11,6 +11,7 @@ vectors).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import importlib.util
@@ -197,7 +198,7 @@ class PlaceIndex:
 
     def _save(self, path: Path) -> None:
         """Keep the index in the user cache; a read-only home only costs the next start."""
-        try:
+        with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
             np.savez(
@@ -208,8 +209,6 @@ class PlaceIndex:
                 population=self.population,
             )  # fmt: skip
             os.replace(tmp, path)
-        except OSError:
-            pass
 
     def __len__(self) -> int:
         return len(self.names)

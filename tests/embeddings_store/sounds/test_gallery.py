@@ -107,7 +107,7 @@ def test_a_pickled_array_is_never_loaded(tmp_path):
 
 def test_non_finite_rows_are_refused(tmp_path):
     write_gallery(tmp_path / "g")
-    rows = np.load(tmp_path / "g" / "labels.npy")
+    rows = np.load(tmp_path / "g" / "labels.npy", allow_pickle=False)
     rows[0, 0] = np.nan
     np.save(tmp_path / "g" / "labels.npy", rows)
     with pytest.raises(StoreError, match="non-finite"):
