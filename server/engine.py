@@ -44,7 +44,7 @@ from model.scoring import QueryEmbedding, augment_query, match_probability, scor
 from server.cache import TieredCache
 from server.fused import CachedFusion
 from server.gallery import Gallery, build_gallery, pick_backend
-from server.render import percentile_range
+from server.render import percentile_range, summary_range
 
 # Time sweeps (query-independent, about 1 MB each at the demo's width) kept in memory.
 MAX_SWEEPS = 8
@@ -220,7 +220,7 @@ class Engine:
     def value_range(self, metadata: Metadata, query: QueryEmbedding | None) -> tuple[float, float]:
         """2nd..98th percentile of scores (uncertainty if no query) over the coarse level's
         land."""
-        return percentile_range(self.land_values(metadata, query))
+        return summary_range(self.summary(metadata, query))
 
     def difference(
         self, a: QueryEmbedding, meta_a: Metadata, b: QueryEmbedding, meta_b: Metadata,

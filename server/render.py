@@ -104,6 +104,15 @@ def percentile_range(values: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+def summary_range(summary: np.ndarray) -> tuple[float, float]:
+    """The colour range of a map from its 101 percentiles: (2nd, 98th), widened to a non-empty
+    range as `percentile_range` does."""
+    lo, hi = (float(summary[int(p)]) for p in RANGE_PERCENTILES)
+    if not hi > lo:
+        hi = lo + max(abs(lo) * 1e-6, 1e-6)
+    return lo, hi
+
+
 def to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Values -> ramp positions: lo at 0, hi at 1 (either order); a step at lo when lo == hi."""
     if hi == lo:

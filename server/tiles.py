@@ -24,6 +24,7 @@ from server.render import (
     encode_png,
     encode_rgb_png,
     quantize,
+    summary_range,
     to_unit,
     transparent_png,
     upsample,
@@ -103,29 +104,20 @@ class TileService:
     ) -> tuple[float, float]:
         """(lo, hi) of the colour ramp in the scale's unit, shared by every tile of the map
         (with `absolute`, by every month and hour of it too)."""
-        if scale == "percentile" and query is not None:
-            return 0.0, 100.0
-        name = query_id or "uncertainty"
-        if scale == "probability" and query is not None:
-            lo, hi = range_of(self.summary(query_id, query, meta))
-            a, b = self.engine.model.match_parameters()
-            return float(match_probability(lo, a, b)), float(match_probability(hi, a, b))
-        if scale == "relative":
-            return range_of(self.summary(query_id, query, meta))
         if scale == "absolute":
             base = meta.replace(month=None, hour=None)
-            key = f"ra:{self.engine.store_token}:{name}:{base.key()}"
-
-            def compute() -> bytes:
-                return _RANGE.pack(*self.engine.absolute_range(base, query))
-        else:
-            key = f"r:{self.engine.store_token}:{name}:{meta.key()}"
-
-            def compute() -> bytes:
-                return _RANGE.pack(*self.engine.value_range(meta, query))
-
-        data, _ = self.cache.get_or_compute(key, compute)
-        lo, hi = _RANGE.unpack(data)
+            key = f"ra:{self.engine.store_token}:{query_id or 'uncertainty'}:{base.key()}"
+            data, _ = self.cache.get_or_compute(
+                key, lambda: _RANGE.pack(*self.engine.absolute_range(base, query))
+            )
+            lo, hi = _RANGE.unpack(data)
+            return lo, hi
+        if scale == "percentile" and query is not None:
+            return 0.0, 100.0
+        lo, hi = summary_range(self.summary(query_id, query, meta))
+        if scale == "probability" and query is not None:
+            a, b = self.engine.model.match_parameters()
+            return float(match_probability(lo, a, b)), float(match_probability(hi, a, b))
         return lo, hi
 
     def summary(
@@ -260,14 +252,6 @@ class TileService:
             return transparent_png()
         alpha = np.where(rgb.any(axis=2), 255, 0).astype(np.uint8) if coverage < 1 else None
         return encode_rgb_png(rgb, alpha)
-
-
-def range_of(summary: np.ndarray) -> tuple[float, float]:
-    """(2nd, 98th) percentile of a summary, widened to a non-empty range (as percentile_range)."""
-    lo, hi = float(summary[2]), float(summary[98])
-    if not hi > lo:
-        hi = lo + max(abs(lo) * 1e-6, 1e-6)
-    return lo, hi
 
 
 def percentile_in(summary: np.ndarray, values: np.ndarray) -> np.ndarray:
