@@ -1,7 +1,8 @@
 """Tile production: heatmap, uncertainty and imagery tiles, and the value ranges behind them.
 
 Each product is a pure function of its parameters and is cached as PNG bytes under a key that
-names every parameter; ranges are cached per (query, metadata) so all tiles of a map share one.
+names every parameter; a map's summary (the percentiles its range, percentile scale and ranks come
+from) is cached per (query, metadata) so all tiles of a map share one.
 """
 
 from __future__ import annotations
