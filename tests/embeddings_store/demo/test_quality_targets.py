@@ -224,9 +224,13 @@ def test_listening_answers_match_the_world(shipped, usa_store, layers, demo_gall
     [
         ("frogs calling from a marsh", "familiar"),
         ("heavy road traffic", "familiar"),
+        # The page's examples are all familiar (two sit a little above the labels' uncertainty).
+        ("cows mooing in a field", "familiar"),
+        ("waves crashing on the shore", "familiar"),
         ("sounds", "vague"),
         ("a quiet library", "unfamiliar"),
         ("jazz music in a bar", "unfamiliar"),
+        ("typing on a keyboard", "unfamiliar"),
     ],
 )
 def test_unfamiliar_queries_are_told_apart(shipped, demo_gallery, text, familiarity):
@@ -237,3 +241,18 @@ def test_unfamiliar_queries_are_told_apart(shipped, demo_gallery, text, familiar
     level, hint = demo_gallery.familiarity("text", q.mu, q.uncertainty)
     assert level == familiarity, (text, level)
     assert (hint is None) == (familiarity == "familiar")
+
+
+def test_the_pages_examples_get_no_hint(shipped, demo_gallery):
+    """The example queries the page offers must not be called vague or unfamiliar."""
+    import re
+
+    from model.scoring import QueryEmbedding
+
+    source = (Path(__file__).resolve().parents[3] / "web" / "js" / "query.js").read_text()
+    block = source.split("export const EXAMPLES = [", 1)[1].split("];", 1)[0]
+    examples = re.findall(r"'([^']+)'", block)
+    assert len(examples) >= 10
+    for text in examples:
+        q = QueryEmbedding.from_text(shipped, text)
+        assert demo_gallery.familiarity("text", q.mu, q.uncertainty)[0] == "familiar", text
