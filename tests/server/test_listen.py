@@ -282,3 +282,15 @@ def test_serve_refuses_a_gallery_of_another_model(tiny_store, tiny_checkpoint, t
 
 def test_bbox_fixture_is_what_the_points_assume():
     assert BBOX[0] < LON < BBOX[2] and BBOX[1] < LAT < BBOX[3]
+
+
+def test_without_a_gallery_listen_says_how_to_get_one():
+    from model.errors import NotFoundError
+    from model.metadata import Metadata
+    from server.errors import status_of
+    from server.listening import Listener
+
+    with pytest.raises(NotFoundError) as err:
+        Listener(engine=None, sounds=None).listen(LAT, LON, Metadata(), None, 5)  # type: ignore[arg-type]
+    assert status_of(err.value) == 404
+    assert "soundscape gallery build" in str(err.value) and "--gallery" in str(err.value)
