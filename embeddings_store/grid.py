@@ -134,6 +134,14 @@ class CellExtent:
     cy1: int
 
     @classmethod
+    def cell_at(cls, level: Level, lat: float, lon: float) -> CellExtent | None:
+        """The 1 x 1 block of the cell under a point (None beyond the web map's latitudes)."""
+        if not abs(lat) <= MAX_LATITUDE:
+            return None
+        cx, cy = (int(v[0]) for v in level.cell_of_lonlat(np.array([lon]), np.array([lat])))
+        return cls(level, cx, cx + 1, cy, cy + 1)
+
+    @classmethod
     def chunk(cls, level: Level, tx: int, ty: int) -> CellExtent:
         """The cells of one store chunk (XYZ tile (tx, ty) at the level's tile zoom)."""
         cx0, cx1, cy0, cy1 = level.chunk_cells(tx, ty)

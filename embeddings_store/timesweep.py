@@ -13,7 +13,7 @@ import numpy as np
 from torch import nn
 
 from embeddings_store.fusion import FusedCells
-from embeddings_store.grid import MAX_LATITUDE, CellExtent, Level
+from embeddings_store.grid import CellExtent, Level
 from embeddings_store.scoring import cell_values
 from embeddings_store.store import EmbeddingStore
 from model.inference import fuse_batch
@@ -108,21 +108,15 @@ class TimeProfile:
 def time_profile(
     model: nn.Module,
     store: EmbeddingStore,
-    level: Level,
-    lat: float,
-    lon: float,
+    block: CellExtent,
     metadata: Metadata,
     precision: str = "auto",
 ) -> TimeProfile | None:
-    """The cell under (lat, lon) fused at every hour and every month in one batch (36 rows);
-    None where the store holds no valid cell."""
-    if not abs(lat) <= MAX_LATITUDE:
+    """One cell (a 1 x 1 block, see `CellExtent.cell_at`) fused at every hour and every month in
+    one batch (36 rows); None where the store holds no valid cell there."""
+    ((tx, ty),) = block.chunks()
+    if block.size != 1 or not store.extent(block.level.psm_zoom).holds_chunk(tx, ty):
         return None
-    cx, cy = (int(v[0]) for v in level.cell_of_lonlat(np.array([lon]), np.array([lat])))
-    held = store.extent(level.psm_zoom)
-    if not held.holds_chunk(cx // level.n, cy // level.n):
-        return None
-    block = CellExtent(level, cx, cx + 1, cy, cy + 1)
     cells = store.read_cells(block)
     if not bool(cells.valid.reshape(-1)[0]):
         return None

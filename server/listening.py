@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from embeddings_store.grid import MAX_LATITUDE, CellExtent, Level
+from embeddings_store.grid import CellExtent, Level
 from embeddings_store.scoring import cell_values
 from embeddings_store.sounds.gallery import SoundGallery
 from embeddings_store.timesweep import HOURS, MONTHS, peak_words, time_profile
@@ -26,10 +26,9 @@ class Listener:
 
     def _cell(self, level: Level, lat: float, lon: float) -> CellExtent:
         """The 1 x 1 block under a point; OutOfRangeError where the store holds no cell."""
-        if not abs(lat) <= MAX_LATITUDE:
+        cell = CellExtent.cell_at(level, lat, lon)
+        if cell is None:
             raise OutOfRangeError(f"latitude {lat} is outside the web map (|lat| <= 85.05)")
-        cx, cy = (int(v[0]) for v in level.cell_of_lonlat(np.array([lon]), np.array([lat])))
-        cell = CellExtent(level, cx, cx + 1, cy, cy + 1)
         if not self.engine.holds_any(cell):
             raise self._no_cell(level, lat, lon)
         return cell
@@ -85,9 +84,9 @@ class Listener:
         """The query's score and probability at the cell under the point for each hour and
         each month (one batched fusion), and the peak hour in words."""
         engine = self.engine
-        fused = engine.fusion.block(self._cell(level, lat, lon), metadata)
-        prof = time_profile(engine.model, engine.store, level, lat, lon, metadata,
-                            engine.precision)  # fmt: skip
+        cell = self._cell(level, lat, lon)
+        fused = engine.fusion.block(cell, metadata)
+        prof = time_profile(engine.model, engine.store, cell, metadata, engine.precision)
         if prof is None or not bool(fused.valid[0]):
             raise self._no_cell(level, lat, lon)
         ab = engine.model.match_parameters()

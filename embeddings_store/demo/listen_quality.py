@@ -32,6 +32,7 @@ from embeddings_store.demo.quality import (
 from embeddings_store.demo.sounds import LABELS
 from embeddings_store.demo.soundscape import TIME_DEPENDENT, class_distribution, class_likely_here
 from embeddings_store.fusion import MemoFusion
+from embeddings_store.grid import CellExtent
 from embeddings_store.scoring import cell_values, score_region
 from embeddings_store.sounds.gallery import SoundGallery
 from embeddings_store.store import EmbeddingStore
@@ -167,8 +168,9 @@ def _profile_peaks(
             truth = class_distribution(at, np.repeat(grid.lat[i], HOURS.size), june, HOURS)[:, k]
             truth_wins.append(int(HOURS[int(np.argmax(truth))]) in right)
             if i not in profiles:
-                profiles[i] = time_profile(model, store, level, float(grid.lat[i]),
-                                           float(grid.lon[i]), metadata)  # fmt: skip
+                cell = CellExtent.cell_at(level, float(grid.lat[i]), float(grid.lon[i]))
+                assert cell is not None
+                profiles[i] = time_profile(model, store, cell, metadata)
             prof = profiles[i]
             assert prof is not None, "a valid cell of the grid has no profile"
             score = cell_values(prof.hours, queries[k], ("score",))["score"]

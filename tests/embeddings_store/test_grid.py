@@ -14,6 +14,7 @@ from embeddings_store.grid import (
     HALF_WORLD,
     MAX_LATITUDE,
     WORLD,
+    CellExtent,
     Level,
     auto_level_ranges,
     level_for_web_zoom,
@@ -507,3 +508,14 @@ def test_auto_level_ranges_agree_with_level_for_web_zoom(levels: list[Level]) ->
             want = None
         lo, hi = web_zoom_range(levels)
         assert by_zoom.get(z) == (want if lo <= z <= hi else None), z
+
+
+def test_cell_at_is_the_one_cell_under_a_point():
+    level = Level(1, 6, 16)
+    cell = CellExtent.cell_at(level, 38.0, -101.5)
+    assert cell is not None and cell.size == 1
+    assert cell.lat[0] == pytest.approx(38.0, abs=0.3)
+    assert cell.lon[0] == pytest.approx(-101.5, abs=0.3)
+    cx, cy = level.cell_of_lonlat(np.array([-101.5]), np.array([38.0]))
+    assert (cell.cx0, cell.cy0) == (int(cx[0]), int(cy[0]))
+    assert CellExtent.cell_at(level, 86.0, 0.0) is None
