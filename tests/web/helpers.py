@@ -26,9 +26,24 @@ CURRENT_TILES = """(cls) => {
   };
 }"""
 
+# JS, shared by the snippets below: the RGBA bytes of a loaded tile image, read back through a
+# canvas (tiles come from our origin, so the canvas is not tainted).
+_PIXELS_OF = """  const pixelsOf = (img) => {
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    const ctx = c.getContext('2d');
+    ctx.drawImage(img, 0, 0);
+    return ctx.getImageData(0, 0, c.width, c.height).data;
+  };
+"""
+
 # JS: RGBA of the heatmap image at each [lat, lon] (null where no loaded tile covers it).
-SAMPLE = """([cls, points]) => {
-  const map = window.soundscape.map;
+SAMPLE = (
+    """([cls, points]) => {
+"""
+    + _PIXELS_OF
+    + """  const map = window.soundscape.map;
   const layer = document.querySelector(`.${cls}.is-current`);
   const box = map.getContainer().getBoundingClientRect();
   const imgs = layer ? [...layer.querySelectorAll('img.leaflet-tile-loaded')] : [];
@@ -38,31 +53,26 @@ SAMPLE = """([cls, points]) => {
     for (const img of imgs) {
       const r = img.getBoundingClientRect();
       if (x < r.left || x >= r.right || y < r.top || y >= r.bottom) continue;
-      const c = document.createElement('canvas');
-      c.width = img.naturalWidth;
-      c.height = img.naturalHeight;
-      const ctx = c.getContext('2d');
-      ctx.drawImage(img, 0, 0);
       const px = Math.floor(((x - r.left) / r.width) * img.naturalWidth);
       const py = Math.floor(((y - r.top) / r.height) * img.naturalHeight);
-      return [...ctx.getImageData(px, py, 1, 1).data];
+      const at = 4 * (py * img.naturalWidth + px);
+      return [...pixelsOf(img).slice(at, at + 4)];
     }
     return null;
   });
 }"""
+)
 
 # JS: how many pixels of the on-screen layer's loaded tiles are drawn (alpha > 0) and how many
 # of those are clearly coloured (not grey), over all its tiles.
-PIXEL_COUNTS = """(cls) => {
-  const layer = document.querySelector(`.${cls}.is-current`);
+PIXEL_COUNTS = (
+    """(cls) => {
+"""
+    + _PIXELS_OF
+    + """  const layer = document.querySelector(`.${cls}.is-current`);
   const out = { tiles: 0, drawn: 0, coloured: 0 };
   for (const img of layer ? layer.querySelectorAll('img.leaflet-tile-loaded') : []) {
-    const c = document.createElement('canvas');
-    c.width = img.naturalWidth;
-    c.height = img.naturalHeight;
-    const ctx = c.getContext('2d');
-    ctx.drawImage(img, 0, 0);
-    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const d = pixelsOf(img);
     out.tiles += 1;
     for (let i = 0; i < d.length; i += 4) {
       if (d[i + 3] === 0) continue;
@@ -73,6 +83,7 @@ PIXEL_COUNTS = """(cls) => {
   }
   return out;
 }"""
+)
 
 # JS: the page (client) coordinates of [lat, lon] on the map, for mouse clicks.
 CLIENT_POINT = """([lat, lon]) => {
@@ -83,16 +94,14 @@ CLIENT_POINT = """([lat, lon]) => {
 }"""
 
 # JS: a digest of every loaded tile's pixels (to tell two maps apart).
-PIXEL_DIGEST = """(cls) => {
-  const layer = document.querySelector(`.${cls}.is-current`);
+PIXEL_DIGEST = (
+    """(cls) => {
+"""
+    + _PIXELS_OF
+    + """  const layer = document.querySelector(`.${cls}.is-current`);
   const out = {};
   for (const img of layer.querySelectorAll('img.leaflet-tile-loaded')) {
-    const c = document.createElement('canvas');
-    c.width = img.naturalWidth;
-    c.height = img.naturalHeight;
-    const ctx = c.getContext('2d');
-    ctx.drawImage(img, 0, 0);
-    const d = ctx.getImageData(0, 0, c.width, c.height).data;
+    const d = pixelsOf(img);
     let h = 0;
     for (let i = 0; i < d.length; i += 1) h = (h * 31 + d[i]) >>> 0;
     const key = new URL(img.src).pathname.split('/').slice(-3).join('/');
@@ -100,6 +109,14 @@ PIXEL_DIGEST = """(cls) => {
   }
   return out;
 }"""
+)
+
+
+def text_id(api, text: str) -> str:
+    """The id of a text query registered through the API."""
+    res = api.post("/queries", json={"text": text})
+    assert res.status_code == 200, res.text
+    return res.json()["id"]
 
 
 def wait_for(page, js: str, arg: Any = None, timeout: float = 60.0, what: str = "") -> Any:

@@ -19,17 +19,12 @@ from tests.web.helpers import (
     land_points,
     open_map,
     settled_tiles,
+    text_id,
     tile_params,
     wait_for,
 )
 
 pytestmark = pytest.mark.slow
-
-
-def text_id(api, text: str) -> str:
-    res = api.post("/queries", json={"text": text})
-    assert res.status_code == 200, res.text
-    return res.json()["id"]
 
 
 def test_typed_query_colours_the_covered_land(map_page, api):

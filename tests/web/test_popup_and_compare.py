@@ -15,6 +15,7 @@ from tests.web.helpers import (
     land_points,
     open_map,
     settled_tiles,
+    text_id,
     tile_params,
     wait_for,
 )
@@ -22,12 +23,6 @@ from tests.web.helpers import (
 pytestmark = pytest.mark.slow
 
 POPUP = ".leaflet-popup .inspect"
-
-
-def text_id(api, text: str) -> str:
-    res = api.post("/queries", json={"text": text})
-    assert res.status_code == 200, res.text
-    return res.json()["id"]
 
 
 def click_and_catch(page, info: dict, route: str, n: int = 3):
