@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -27,8 +28,15 @@ if TYPE_CHECKING:  # PSM pulls in transformers (seconds): only loading needs it,
 FORMAT = "psm-checkpoint/1"
 
 
+CALIBRATION_KINDS = ("text", "audio")
+
+
 def model_id_for(config: ModelConfig, state: dict[str, torch.Tensor]) -> str:
-    """Content hash of config and weights: 'psm-' + 16 hex digits."""
+    """Content hash of config and weights: 'psm-' + 16 hex digits.
+
+    It names the embeddings a model computes, so a store stays valid when only the model's
+    probability calibration (header metadata, `calibration_digest`) changes.
+    """
     h = hashlib.sha256(config.to_json().encode())
     for name in sorted(state):
         t = state[name].detach().cpu().contiguous()
@@ -42,11 +50,53 @@ def model_id(model: PSM) -> str:
     return model_id_for(model.config, model.state_dict())
 
 
+def calibration_json(calibration: dict[str, tuple[float, float]]) -> str:
+    """Canonical JSON of a calibration (kind -> [a, b])."""
+    return json.dumps({k: [float(a), float(b)] for k, (a, b) in sorted(calibration.items())})
+
+
+def calibration_digest(calibration: dict[str, tuple[float, float]]) -> str:
+    """Short hash of a calibration for cache keys ("" for none)."""
+    if not calibration:
+        return ""
+    return hashlib.sha256(calibration_json(calibration).encode()).hexdigest()[:8]
+
+
+def parse_calibration(text: str | None, where: str) -> dict[str, tuple[float, float]]:
+    """A checkpoint header's calibration, checked: known kinds, two finite numbers each."""
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {where} has an unreadable calibration: {exc}") from exc
+    out: dict[str, tuple[float, float]] = {}
+    ok = isinstance(data, dict)
+    for kind, pair in data.items() if ok else []:
+        good = (
+            kind in CALIBRATION_KINDS
+            and isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(v, int | float) and math.isfinite(v) for v in pair)
+        )
+        if not good:
+            ok = False
+            break
+        out[kind] = (float(pair[0]), float(pair[1]))
+    if not ok:
+        raise CheckpointError(
+            f"checkpoint {where} has an invalid calibration {text[:200]!r}: expected "
+            f"{{kind: [a, b]}} with kinds in {CALIBRATION_KINDS} and finite numbers"
+        )
+    return out
+
+
 def save_checkpoint(model: PSM, path: str | Path) -> str:
     """Write `model` atomically to `path` (.safetensors); returns its model id."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    calibration = getattr(model, "calibration", None) or {}
     mid = model_id_for(model.config, state)
     metadata = {
         "format": FORMAT,
@@ -59,6 +109,8 @@ def save_checkpoint(model: PSM, path: str | Path) -> str:
             }
         ),
     }
+    if calibration:
+        metadata["calibration"] = calibration_json(calibration)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -99,6 +151,7 @@ def load_checkpoint(
         config = ModelConfig.model_validate_json(meta["config"])
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {str(path)!r} carries no valid config: {exc}") from exc
+    calibration = parse_calibration(meta.get("calibration"), repr(str(path)))
     try:
         from safetensors.torch import load_file
 
@@ -126,5 +179,6 @@ def load_checkpoint(
             f"checkpoint {str(path)!r} does not fit config {config.name!r}: missing keys "
             f"{result.missing_keys[:10]}, unexpected keys {result.unexpected_keys[:10]}"
         )
+    model.calibration = calibration
     model.model_id = meta["model_id"]  # type: ignore[attr-defined]
     return model.to(device).eval()

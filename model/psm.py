@@ -44,6 +44,9 @@ class PSM(nn.Module):
         self.text_tower = build_text_tower(config, load_pretrained)
         self.text_head = make_head(config.text.projection_dim, dim, prob)
         self.criterion = make_criterion(config.loss)
+        # Query kind ("text", "audio") -> (a, b) refitted on held-out pairs (model/calibration.py);
+        # saved in the checkpoint's header. Empty: the learned (a, b) serve.
+        self.calibration: dict[str, tuple[float, float]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -94,8 +97,12 @@ class PSM(nn.Module):
         """Query helper: waveforms -> Gaussian embeddings, deterministic (eval mode expected)."""
         return self.embed_audio_features(self.audio_tower.features(waveforms, sample_rate))
 
-    def match_parameters(self) -> tuple[float, float]:
-        """(a, b) of the match probability sigmoid(-a*CSD + b); (1, 0) for InfoNCE models."""
+    def match_parameters(self, kind: str | None = None) -> tuple[float, float]:
+        """(a, b) of the match probability sigmoid(-a*CSD + b) for queries of `kind`: the
+        calibrated pair when the model carries one for it, else the learned one ((1, 0) for
+        InfoNCE models)."""
+        if kind in self.calibration:
+            return self.calibration[kind]
         crit = self.criterion
         if hasattr(crit, "negative_scale"):
             return float(crit.negative_scale.detach().cpu()), float(crit.shift.detach().cpu())
