@@ -38,6 +38,7 @@ from embeddings_store.scoring import (
 )
 from embeddings_store.store import EmbeddingStore
 from embeddings_store.timesweep import DEFAULT_SWEEP_CELLS, sweep_values, time_sweep
+from model.checkpoint import calibration_digest
 from model.errors import OutOfRangeError
 from model.metadata import Metadata
 from model.scoring import QueryEmbedding, augment_query, match_probability, score_from_inner_product
@@ -89,8 +90,11 @@ class Engine:
 
     @property
     def store_token(self) -> str:
-        """The store's identity in shared cache keys."""
-        return self.fusion.token
+        """The store's identity in shared cache keys of drawn and scored answers; it names the
+        model's probability calibration too (fused chunks, keyed by the store alone, do not
+        depend on it)."""
+        digest = calibration_digest(getattr(self.model, "calibration", {}))
+        return f"{self.fusion.token}.{digest}" if digest else self.fusion.token
 
     # -- levels -------------------------------------------------------------------------------
     def level(self, psm_zoom: int) -> Level:
@@ -318,7 +322,7 @@ class Engine:
         score = score_from_inner_product(inner, query.c)
         values = {
             "score": score,
-            "probability": match_probability(score, *self.model.match_parameters()),
+            "probability": match_probability(score, *self.model.match_parameters(query.kind)),
             "uncertainty": gallery.unc[rows],
         }
         cx, cy = gallery.cx[rows], gallery.cy[rows]

@@ -42,6 +42,7 @@ from server.models import (
     ProfileOut,
     QueryOut,
     SimilarityOut,
+    SimilarityResult,
     TextQuery,
     TileJSON,
     parse_bbox_param,
@@ -576,7 +577,9 @@ class SoundscapeFactory:
                     feature["properties"] |= fact
                 collection["properties"] |= {"query": qid, "psm_zoom": level.psm_zoom}
                 return JSONResponse(collection, media_type="application/geo+json")
-            results = [r.model_copy(update=fact)
+            # Validated, not model_copy(update=): the place must become a PlaceName, or every
+            # answer with places logs pydantic serializer warnings.
+            results = [SimilarityResult.model_validate(r.model_dump() | fact)
                        for r, fact in zip(similarity_results(ds), facts, strict=True)]  # fmt: skip
             return SimilarityOut(query=qid, level=level.psm_zoom, results=results)
 

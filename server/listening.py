@@ -56,9 +56,9 @@ class Listener:
         fused = self.engine.fusion.block(cell, metadata)
         if not bool(fused.valid[0]):
             raise self._no_cell(level, lat, lon)
-        ab = self.engine.model.match_parameters()
-        clips = self.sounds.rank_clips(fused.aug[0], k, ab)
-        labels = self.sounds.rank_labels(fused.aug[0], ab)
+        model = self.engine.model
+        clips = self.sounds.rank_clips(fused.aug[0], k, model.match_parameters("audio"))
+        labels = self.sounds.rank_labels(fused.aug[0], model.match_parameters("text"))
         c_lat = float(level.cell_centers_lat([cell.cy0])[0])
         c_lon = float(level.cell_centers_lon([cell.cx0])[0])
         sounds = []
@@ -89,7 +89,7 @@ class Listener:
         prof = time_profile(engine.model, engine.store, cell, metadata, engine.precision)
         if prof is None or not bool(fused.valid[0]):
             raise self._no_cell(level, lat, lon)
-        ab = engine.model.match_parameters()
+        ab = engine.model.match_parameters(query.kind)
         names = ("score", "probability")
         hours = cell_values(prof.hours, query, names, ab)
         months = cell_values(prof.months, query, names, ab)

@@ -117,7 +117,7 @@ class TileService:
             return 0.0, 100.0
         lo, hi = summary_range(self.summary(query_id, query, meta))
         if scale == "probability" and query is not None:
-            a, b = self.engine.model.match_parameters()
+            a, b = self.engine.model.match_parameters(query.kind)
             return float(match_probability(lo, a, b)), float(match_probability(hi, a, b))
         return lo, hi
 
@@ -140,7 +140,7 @@ class TileService:
             return []
         top = float(self.summary(query_id, query, meta)[95])
         if scale == "probability":
-            top = float(match_probability(top, *self.engine.model.match_parameters()))
+            top = float(match_probability(top, *self.engine.model.match_parameters(query.kind)))
         elif scale == "percentile":
             top = 95.0
         return [{"at": top, "label": "top 5 % of this map"}]
@@ -180,7 +180,7 @@ class TileService:
             return transparent_png()
         pixels, mask = upsample(window, values, valid)
         if req.scale == "probability" and query is not None:
-            pixels = match_probability(pixels, *self.engine.model.match_parameters())
+            pixels = match_probability(pixels, *self.engine.model.match_parameters(query.kind))
         elif req.scale == "percentile" and query is not None:
             pixels = self.percentile_of(query_id or "", query, req.meta, pixels)
         if req.rescale is not None:
