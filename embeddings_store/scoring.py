@@ -102,7 +102,7 @@ def score_region(
     """
     names = _check_variables(variables, query)
     fusion = fusion or CellFusion(model, store)
-    ab = model.match_parameters() if "probability" in names else (1.0, 0.0)
+    ab = model.match_parameters(query.kind) if query and "probability" in names else (1.0, 0.0)
     if isinstance(region, Points):
         return _points_dataset(fusion, query, metadata, level, region, names, ab)
     extent = CellExtent.for_bbox(level, region.as_tuple()) if isinstance(region, BBox) else region

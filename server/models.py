@@ -87,6 +87,9 @@ class QueryRef(BaseModel):
         return self
 
 
+PROBABILITY_DOC = "match probability (calibrated when the model carries a calibration)"
+
+
 class PlaceName(BaseModel):
     """A GeoNames place's name, first-level division and country."""
 
@@ -115,7 +118,7 @@ class SimilarityResult(BaseModel):
     lat: float
     lon: float
     score: float | None = Field(None, description="-CSD between the cell and the query")
-    probability: float | None = Field(None, description="learned match probability")
+    probability: float | None = Field(None, description=PROBABILITY_DOC)
     uncertainty: float | None = Field(None, description="||sigma||_1 of the fused cell")
     place: PlaceName | None = Field(None, description="the nearest populated place (60 km)")
     percentile: float | None = Field(
@@ -210,7 +213,7 @@ class PointLevel(BaseModel):
     psm_zoom: int
     cell: PointCell | None
     score: float | None = Field(None, description="-CSD between the cell and the query")
-    probability: float | None = Field(None, description="learned match probability")
+    probability: float | None = Field(None, description=PROBABILITY_DOC)
     uncertainty: float | None = Field(None, description="||sigma||_1 of the fused cell")
 
 
@@ -279,7 +282,7 @@ class ListenSound(BaseModel):
     id: str
     caption: str
     score: float = Field(description="-CSD between the fused cell and the clip")
-    probability: float = Field(description="learned match probability")
+    probability: float = Field(description=PROBABILITY_DOC)
     duration_s: float
     audio_url: str = Field(description="where the clip plays (GET, range requests supported)")
 

@@ -32,7 +32,7 @@ from server.render import (
 )
 
 # relative: this map's 2..98th percentile (on land); absolute: the query's over every month and
-# hour; probability: the learned match probability, over the range this map's land holds;
+# hour; probability: the (calibrated) match probability, over the range this map's land holds;
 # percentile: the share of this map's land places scoring lower (0..100).
 Scale = Literal["relative", "absolute", "probability", "percentile"]
 SCALES: tuple[str, ...] = ("relative", "absolute", "probability", "percentile")
