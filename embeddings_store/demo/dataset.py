@@ -32,7 +32,7 @@ from model.data import SPLITS, Sample
 from model.transforms import PSM_ZOOM_LEVELS
 
 RENDER_CHUNK = 250  # points per task: big enough to amortise opening the imagery
-RENDER_VERSION = 1  # bump when the rendering below changes, so old caches are not reused
+RENDER_VERSION = 2  # bump when the rendering below changes, so old caches are not reused
 
 
 class DemoWorldDataset:
@@ -54,10 +54,13 @@ class DemoWorldDataset:
         self.split, self.spec, self.layers = split, spec, layers
         self.imagery_path = Path(imagery)
         self.read_px, self.base_footprint_m = read_px, float(base_footprint_m)
-        world = sample_world(layers, spec.n_samples, spec.seed, spec.bbox)
+        world = sample_world(
+            layers, spec.n_samples, spec.seed, spec.bbox, (spec.land_floor, spec.town_weight)
+        )
         keep = np.flatnonzero(split_of(world["lat"], world["lon"], spec.seed) == split)
         self.world = {k: v[keep] for k, v in world.items()}
         self.world_index = keep  # position in the full draw: seeds each sample's audio/caption
+        self.image_offsets = image_offsets(spec)[keep]
         self.place_features = layers.sample(self.world["lat"], self.world["lon"])
         feats = self.place_features
         # The true class distribution at each sample's place and time (for mixtures and the
@@ -125,6 +128,7 @@ class DemoWorldDataset:
             self.world["lon"],
             self.read_px,
             self.base_footprint_m,
+            offsets=self.image_offsets,
             progress=progress,
             label=f"render {self.split} footprints",
         )
@@ -189,6 +193,15 @@ class DemoWorldDataset:
         )
 
 
+def image_offsets(spec: DemoWorldSpec, zooms: tuple[int, ...] = PSM_ZOOM_LEVELS) -> np.ndarray:
+    """(n_samples, len(zooms), 2) offset of each recording's image centre from the recording,
+    as (east, north) shares of the footprint's side at that zoom, uniform within
+    +-footprint_jitter / 2 and drawn independently per zoom (seeded by the world's seed)."""
+    rng = np.random.default_rng([spec.seed, 3])
+    u = rng.random((spec.n_samples, len(zooms), 2)) - 0.5
+    return u * spec.footprint_jitter
+
+
 def render_footprints(
     imagery_path: str | Path,
     lat: np.ndarray,
@@ -199,13 +212,19 @@ def render_footprints(
     workers: int | None = None,
     progress: bool = False,
     label: str = "render footprints",
+    offsets: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(N, len(zooms), px, px, 3) footprints centred on each point, read like precompute does.
+    """(N, len(zooms), px, px, 3) footprints around each point, read like precompute does:
+    centred on it, or shifted by `offsets` (N, len(zooms), 2: east, north shares of the side).
 
     Chunks are rendered in `workers` processes (default: one per CPU): each read is a short
     reprojection whose Python bookkeeping holds the GIL, so threads do not scale.
     """
     x, y = lonlat_to_mercator(np.asarray(lon, np.float64), np.asarray(lat, np.float64))
+    if offsets is None:
+        offsets = np.zeros((x.size, len(zooms), 2))
+    if offsets.shape != (x.size, len(zooms), 2):
+        raise ValueError(f"offsets must have shape {(x.size, len(zooms), 2)}, got {offsets.shape}")
     out = np.zeros((x.size, len(zooms), read_px, read_px, 3), np.uint8)
     n_workers = max(1, min(workers or os.cpu_count() or 1, x.size // RENDER_CHUNK + 1))
     chunks = [slice(i, min(i + RENDER_CHUNK, x.size)) for i in range(0, x.size, RENDER_CHUNK)]
@@ -215,13 +234,13 @@ def render_footprints(
     bar = tqdm(total=x.size, disable=None if progress else True, desc=label)
     if n_workers == 1:
         for sl in chunks:
-            out[sl] = job(x[sl], y[sl])
+            out[sl] = job(x[sl], y[sl], offsets[sl])
             bar.update(sl.stop - sl.start)
     else:
         # spawn, not fork: the caller may already run torch/OpenMP threads, which fork breaks.
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-            futures = {pool.submit(job, x[sl], y[sl]): sl for sl in chunks}
+            futures = {pool.submit(job, x[sl], y[sl], offsets[sl]): sl for sl in chunks}
             for fut in as_completed(futures):
                 sl = futures[fut]
                 out[sl] = fut.result()
@@ -234,6 +253,7 @@ def _render_chunk(
     imagery_path: str,
     x: np.ndarray,
     y: np.ndarray,
+    offsets: np.ndarray,
     read_px: int,
     base_m: float,
     zooms: tuple[int, ...],
@@ -245,6 +265,8 @@ def _render_chunk(
     with open_imagery(imagery_path) as imagery:
         for i in range(x.size):
             for k, z in enumerate(zooms):
-                bounds = footprint_around(float(x[i]), float(y[i]), z, base_m)
+                x0, y0, x1, y1 = footprint_around(float(x[i]), float(y[i]), z, base_m)
+                dx, dy = offsets[i, k] * (x1 - x0)  # a square: one side for both axes
+                bounds = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
                 out[i, k] = imagery.read(bounds, read_px)[0]
     return out

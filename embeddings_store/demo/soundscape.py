@@ -392,10 +392,11 @@ Bbox = tuple[float, float, float, float]
 
 
 def _location_pools(
-    layers: GeoLayers, bbox: Bbox | None = None
+    layers: GeoLayers, bbox: Bbox | None = None, land_weights: tuple[float, float] = (0.1, 10.0)
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(cell ids, cumulative weights) for land, coastal and sea sampling (memoised per bbox)."""
-    key = ("location_pools", bbox)
+    """(cell ids, cumulative weights) for land, coastal and sea sampling; land cells weigh
+    area x (floor + town weight x urban density). Memoised per bbox and weights."""
+    key = ("location_pools", bbox, land_weights)
     cached = layers.cache.get(key)
     if cached is not None:
         return cached
@@ -419,7 +420,8 @@ def _location_pools(
     land = layers.land & inhabited
     coastal = (layers.coast_km < 10.0) & inhabited
     sea = ~layers.land & (layers.coast_km < 300.0) & inhabited
-    for mask, extra in ((land, 0.1 + 10.0 * layers.urban), (coastal, None), (sea, None)):
+    floor, town = land_weights
+    for mask, extra in ((land, floor + town * layers.urban), (coastal, None), (sea, None)):
         ids = np.flatnonzero(mask)
         w = area.reshape(-1)[ids]
         if extra is not None:
@@ -432,17 +434,21 @@ def _location_pools(
 
 
 def sample_world(
-    layers: GeoLayers, n: int, seed: int, bbox: Bbox | None = None
+    layers: GeoLayers,
+    n: int,
+    seed: int,
+    bbox: Bbox | None = None,
+    land_weights: tuple[float, float] = (0.1, 10.0),
 ) -> dict[str, np.ndarray]:
     """Draw n recordings: place, month, hour (-1 unknown), class, audio and caption source.
 
-    Places are 80% land (weighted towards towns), 13% within 10 km of a coast and 7% at sea
-    (within 300 km of land), optionally only inside `bbox` (west, south, east, north); the class
-    is drawn from class_distribution at the true hour, which Freesound recordings (and 3% of the
-    others) then lose.
+    Places are 80% land (weighted towards towns by `land_weights`, see `_location_pools`), 13%
+    within 10 km of a coast and 7% at sea (within 300 km of land), optionally only inside `bbox`
+    (west, south, east, north); the class is drawn from class_distribution at the true hour,
+    which Freesound recordings (and 3% of the others) then lose.
     """
     rng = np.random.default_rng(seed)
-    pools = _location_pools(layers, bbox)
+    pools = _location_pools(layers, bbox, land_weights)
     # Inland regions have no coast or sea: their share goes to the pools that exist.
     mix = np.array([0.80, 0.13, 0.07]) * [ids.size > 0 for ids, _ in pools]
     comp = _draw(rng, np.broadcast_to(mix / mix.sum(), (n, 3)))

@@ -20,6 +20,15 @@ class DemoWorldSpec:
     clip_seconds: float = 3.0
     sample_rate: int = 16000
     mixture_rate: float = 0.5  # share of clips that mix in quieter sounds of the same place
+    # Land recording places are weighted by land_floor + town_weight x urban density (people
+    # record where they live: the top tenth of land by urban density gets half the recordings).
+    land_floor: float = 0.1
+    town_weight: float = 10.0
+    # How far a recording may lie from its image's centre, as a share of the footprint's side
+    # at each zoom (0: every image is centred on its recording; 1: anywhere in the footprint,
+    # drawn per zoom). Issue 26's second experiment (docs/demo-model.md) tried 1.0 with a
+    # land_floor of 0.5; the shipped world keeps both off.
+    footprint_jitter: float = 0.0
 
     def key(self) -> str:
         """Short content hash used in cache file names."""

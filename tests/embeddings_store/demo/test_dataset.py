@@ -72,18 +72,45 @@ def test_samples_stay_in_the_region_and_splits_never_share_a_degree_cell(
     assert not cells(train) & cells(test)
 
 
-def test_footprints_are_framed_like_precompute(train, bluemarble_tif):
+def test_footprints_are_framed_like_precompute(layers, bluemarble_tif):
+    centred = make("train", layers, bluemarble_tif, footprint_jitter=0.0)
+    imagery = open_imagery(bluemarble_tif)
+    for i in (0, 5):
+        x, y = lonlat_to_mercator(centred.world["lon"][i], centred.world["lat"][i])
+        for zoom in (1, 3, 5):
+            expected = imagery.read(footprint_around(float(x), float(y), zoom, FOOTPRINT), PX)[0]
+            assert np.array_equal(centred.image(i, zoom), expected)
+            assert centred.sample(i, zoom).image.shape == (PX, PX, 3)
+    # Zooming out shows a larger area: the images differ.
+    assert not np.array_equal(centred.image(0, 1), centred.image(0, 5))
+    with pytest.raises(ValueError, match="PSM zoom"):
+        centred.image(0, 2)
+
+
+def test_recordings_lie_anywhere_in_their_footprint_at_every_zoom(layers, train, bluemarble_tif):
+    """footprint_jitter (issue 26's second experiment): the image around a recording is framed
+    like a store cell, its centre off the recording by a uniform share of the footprint's side,
+    drawn per zoom."""
+    assert not train.image_offsets.any()  # the shipped world centres every image
+    train = make("train", layers, bluemarble_tif, footprint_jitter=1.0)
+    off = train.image_offsets
+    assert off.shape == (len(train), 3, 2)
+    assert np.all(np.abs(off) <= 0.5) and np.abs(off).max() > 0.4
+    assert abs(float(off.mean())) < 0.05 and float(off.std()) == pytest.approx(12**-0.5, rel=0.1)
+    assert not np.allclose(off[:, 0], off[:, 2])  # independent per zoom
     imagery = open_imagery(bluemarble_tif)
     for i in (0, 5):
         x, y = lonlat_to_mercator(train.world["lon"][i], train.world["lat"][i])
-        for zoom in (1, 3, 5):
-            expected = imagery.read(footprint_around(float(x), float(y), zoom, FOOTPRINT), PX)[0]
+        for k, zoom in enumerate((1, 3, 5)):
+            x0, y0, x1, y1 = footprint_around(float(x), float(y), zoom, FOOTPRINT)
+            dx, dy = off[i, k] * (x1 - x0)
+            expected = imagery.read((x0 + dx, y0 + dy, x1 + dx, y1 + dy), PX)[0]
             assert np.array_equal(train.image(i, zoom), expected)
-            assert train.sample(i, zoom).image.shape == (PX, PX, 3)
-    # Zooming out shows a larger area: the images differ.
-    assert not np.array_equal(train.image(0, 1), train.image(0, 5))
-    with pytest.raises(ValueError, match="PSM zoom"):
-        train.image(0, 2)
+    # The recording itself (place, class, audio) does not move with the framing.
+    centred = make("train", layers, bluemarble_tif, footprint_jitter=0.0)
+    assert np.array_equal(centred.world["lat"], train.world["lat"])
+    assert np.array_equal(centred.labels, train.labels)
+    assert np.array_equal(centred.audio(3), train.audio(3))
 
 
 def test_rendered_footprints_are_reused_from_the_cache(

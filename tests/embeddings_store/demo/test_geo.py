@@ -296,6 +296,14 @@ def test_sample_world_deterministic_and_plausible(layers):
     assert animals[inat].mean() > 0.8
 
 
+def test_land_weights_set_how_much_towns_are_favoured(layers):
+    towns = sample_world(layers, 3000, seed=7)  # the shipped weights: 0.1 + 10 x urban
+    flat = sample_world(layers, 3000, seed=7, land_weights=(1.0, 0.0))  # area only
+    urban_towns = layers.sample(towns["lat"], towns["lon"])["urban"]
+    urban_flat = layers.sample(flat["lat"], flat["lon"])["urban"]
+    assert urban_towns.mean() > 3 * urban_flat.mean()
+
+
 def test_split_of_per_cell_and_proportions():
     rng = np.random.default_rng(0)
     lat = rng.uniform(-60, 70, 200_000)
