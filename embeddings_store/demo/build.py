@@ -231,8 +231,26 @@ def ensure_checkpoint(
     log("training the demo model (resumable; about 15-20 min on 2 CPU cores)")
     data = demo_datasets(paths, load_layers(paths), recipe, splits=("train",), progress=progress)
     checkpoint, mid = train_demo_model(paths, data["train"], recipe, progress=progress, log=log)
+    calibrate_demo_model(paths, recipe, progress=progress, log=log)
     log(f"demo model {mid} written to {checkpoint}")
     return checkpoint
+
+
+def calibrate_demo_model(
+    paths: DemoPaths, recipe: DemoRecipe, progress: bool = True, log: Log = print
+) -> dict[str, tuple[float, float]]:
+    """Fit the match probability's calibration on the validation split and save it in the
+    checkpoint's header (the model id, which names the embeddings, stays the same)."""
+    from embeddings_store.demo.calibration import fit_calibration
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    model = load_checkpoint(paths.checkpoint)
+    val = demo_datasets(paths, load_layers(paths), recipe, splits=("val",), progress=progress)
+    model.calibration = fit_calibration(model, val["val"])
+    save_checkpoint(model, paths.checkpoint)
+    fitted = ", ".join(f"{k}: a={a:.3f} b={b:.3f}" for k, (a, b) in model.calibration.items())
+    log(f"match probability calibrated on the validation split ({fitted})")
+    return model.calibration
 
 
 def evaluate_demo(
@@ -242,7 +260,9 @@ def evaluate_demo(
     progress: bool = True,
     log: Log = print,
 ) -> dict[str, object]:
-    """Retrieval (with the oracle) and map correctness of the demo; written to the cache."""
+    """Retrieval (with the oracle), map correctness and the match probability's calibration
+    of the demo; written to the cache."""
+    from embeddings_store.demo.calibration import calibration_report
     from embeddings_store.demo.quality import (
         class_audio_means,
         heldout_retrieval,
@@ -261,11 +281,13 @@ def evaluate_demo(
     heldout = heldout_retrieval(model, held)
     store = EmbeddingStore.open(paths.store, expect_model_id=model.model_id)
     maps = map_report(model, store, layers, psm_zoom=1, class_means=class_audio_means(model, test))
+    calibration = calibration_report(model, test, model.calibration, n_test)
     result = {
         "model_id": model.model_id,
         "retrieval": retrieval.to_json(),
         "heldout": heldout,
         "map": maps.to_json(),
+        "calibration": calibration.to_json(),
         "seconds": time.perf_counter() - t0,
     }
     out = paths.root / "evaluation.json"
@@ -357,4 +379,21 @@ def format_evaluation(result: dict[str, object]) -> str:
         f"{'' if ideal_mean is None else f'{ideal_mean:.3f}'} | "
         f"**{maps['mean_hour_wins']:.0%}** | {mean_pct(series[1])} | {mean_pct(series[2])} |"
     )
+    cal = result.get("calibration")  # absent in evaluation.json of older versions
+    if isinstance(cal, dict):
+        lines += [
+            "",
+            f"Match probability calibration ({cal['split']} split, zoom 1 with metadata; a "
+            "text pair is a class query and a recording, an audio pair two recordings; they "
+            "match when the classes are the same; ECE over 15 equal-width bins; the calibration "
+            "is fitted on the validation split):",
+            "",
+            "| query | pairs | matching share | ECE, learned | ECE, calibrated |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for kind, n in cal["pairs"].items():
+            lines.append(
+                f"| {kind} | {n:,} | {cal['base_rate'][kind]:.3f} | "
+                f"{cal['learned'][kind]['ece']:.3f} | {cal['calibrated'][kind]['ece']:.3f} |"
+            )
     return "\n".join(lines) + "\n"
