@@ -2,6 +2,10 @@
 embeddings_store/demo/uncertainty_quality.py on the demo store built by `soundscape demo`.
 
     .venv/bin/python scripts/eval_uncertainty.py [--cache-dir DIR] [--points 400] [--json F]
+        [--maps docs/uncertainty-maps.png]
+
+`--maps` draws the paper's Fig. 3 for the demo: ||sigma||_1 over the contiguous USA, no
+metadata, at PSM zoom 1 and 5 side by side on one colour scale (land only).
 """
 
 from __future__ import annotations
@@ -20,11 +24,17 @@ def main() -> int:
     p.add_argument("--cache-dir", type=Path, default=None, help="demo cache folder")
     p.add_argument("--points", type=int, default=400, help="random land points")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--maps", type=Path, default=None, help="write the uncertainty maps (PNG)")
     args = p.parse_args()
 
-    from embeddings_store.demo.build import DEMO_STORE_BBOX, load_layers
+    from embeddings_store.demo.build import DEMO_STORE_BBOX, demo_datasets, load_layers
     from embeddings_store.demo.paths import demo_paths
-    from embeddings_store.demo.uncertainty_quality import uncertainty_report
+    from embeddings_store.demo.recipe import DemoRecipe
+    from embeddings_store.demo.uncertainty_quality import (
+        clip_means,
+        uncertainty_maps,
+        uncertainty_report,
+    )
     from embeddings_store.store import EmbeddingStore
     from model.checkpoint import load_checkpoint
 
@@ -37,7 +47,10 @@ def main() -> int:
     store = EmbeddingStore.open(paths.store, expect_model_id=model.model_id)
     w, s, e, n = DEMO_STORE_BBOX
     inner = (w + 2, s + 2, e - 2, n - 2)  # keep footprints inside the store
-    report = uncertainty_report(model, store, load_layers(paths), inner, args.points)
+    layers = load_layers(paths)
+    test = demo_datasets(paths, layers, DemoRecipe.load(), splits=("test",), progress=False)
+    clips = clip_means(model, test["test"])
+    report = uncertainty_report(model, store, layers, inner, args.points, clips)
     print(json.dumps({"model_id": model.model_id, **report.to_json()}, indent=2))
     zooms = sorted(report.mean["none"])
     print("\n| metadata | mean ‖σ‖₁ by PSM zoom | share zoom 5 > zoom 1 | Spearman(‖σ‖₁, "
@@ -46,9 +59,45 @@ def main() -> int:
         means = " / ".join(f"{report.mean[name][z]:.2f}" for z in zooms)
         rho = " / ".join(f"{report.spearman_entropy[name][z]:+.2f}" for z in zooms)
         print(f"| {name} | {means} | {report.share_5_over_1[name]:.2f} | {rho} |")
+    print("\n| metadata | Spearman(‖σ‖₁, distance to the 50 nearest clips) by zoom | mean distance "
+          "by zoom |\n|---|---|---|")  # fmt: skip
+    for name in ("none", "full"):
+        rho = " / ".join(f"{report.spearman_closeness[name][z]:+.2f}" for z in zooms)
+        dist = " / ".join(f"{report.mean_clip_distance[name][z]:.3f}" for z in zooms)
+        print(f"| {name} | {rho} | {dist} |")
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=2))
+    if args.maps:
+        maps = uncertainty_maps(model, store, layers, DEMO_STORE_BBOX)
+        draw_maps(maps, model.config.image.tile_size * model.config.image.native_gsd, args.maps)
+        print(f"wrote {args.maps}")
     return 0
+
+
+def draw_maps(maps: dict, base_m: float, out: Path) -> None:
+    """Zoom 1 and zoom 5 side by side, one colour scale (2nd-98th percentile of both)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    lo, hi = min(maps), max(maps)
+    both = np.concatenate([maps[z].values.ravel() for z in (lo, hi)])
+    vmin, vmax = np.nanpercentile(both, [2, 98])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.9), layout="constrained")
+    for ax, z in zip(axes, (lo, hi), strict=True):
+        m = maps[z]
+        x, y = m["x"].values, m["y"].values
+        origin = "upper" if y[0] > y[-1] else "lower"
+        extent = (x.min(), x.max(), y.min(), y.max())
+        im = ax.imshow(m.values, extent=extent, origin=origin, cmap="magma", vmin=vmin, vmax=vmax)
+        ax.set_title(f"PSM zoom {z} (footprint {z * base_m / 1000:.0f} km): "
+                     f"mean {float(np.nanmean(m.values)):.2f}")  # fmt: skip
+        ax.set_axis_off()
+    fig.colorbar(im, ax=axes, shrink=0.9, label="uncertainty ‖σ‖₁ (no metadata)")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

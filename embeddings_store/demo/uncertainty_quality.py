@@ -10,8 +10,10 @@ shows more concepts. Two measures, at the same land points at every level (`scor
   true class distribution averaged over the cell's footprint (a 7 x 7 grid of the world's
   distribution at that footprint's size).
 
-Both without metadata (the paper's maps) and with full metadata. docs/demo-model.md, "Uncertainty",
-has the figures and the diagnosis.
+Both without metadata (the paper's maps) and with full metadata. With recordings' audio
+embeddings given, a third measure tests what ||sigma||_1 does track under PCME++'s loss: Spearman's
+correlation with the distance from the cell's mean to its `NEAREST_CLIPS` nearest recordings.
+docs/demo-model.md, "Uncertainty", has the figures and the diagnosis.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
+import xarray as xr
 from scipy.stats import spearmanr
 
+from embeddings_store.demo.dataset import DemoWorldDataset
 from embeddings_store.demo.geo import GeoLayers
 from embeddings_store.demo.soundscape import class_distribution
-from embeddings_store.scoring import Points, score_region
+from embeddings_store.fusion import CellFusion
+from embeddings_store.grid import CellExtent, Level
+from embeddings_store.scoring import BBox, Points, score_region
 from embeddings_store.store import EmbeddingStore
 from model.metadata import Metadata
 from model.psm import PSM
@@ -31,6 +38,7 @@ from model.psm import PSM
 # The full metadata of the "with metadata" figures: a June midday recording, its sources named.
 FULL_METADATA = Metadata(month=6, hour=12, asource="aporee", tsource="qwen")
 FOOTPRINT_GRID = 7
+NEAREST_CLIPS = 50
 NO_METADATA = Metadata()
 
 
@@ -43,6 +51,10 @@ class UncertaintyReport:
     share_5_over_1: dict[str, float]  # metadata -> paired share
     spearman_entropy: dict[str, dict[int, float]]  # metadata -> PSM zoom -> rho
     mean_entropy: dict[int, float]  # PSM zoom -> mean footprint entropy (nats, no metadata)
+    # metadata -> PSM zoom -> Spearman(||sigma||_1, mean distance to the nearest clips); and the
+    # mean of that distance (empty without clips)
+    spearman_closeness: dict[str, dict[int, float]]
+    mean_clip_distance: dict[str, dict[int, float]]
 
     def to_json(self) -> dict[str, object]:
         """Plain data."""
@@ -83,18 +95,52 @@ def footprint_entropy(
     return -(p * np.log(p)).sum(axis=1)
 
 
+def clip_distance(
+    model: PSM,
+    store: EmbeddingStore,
+    level: Level,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    metadata: Metadata,
+    clips: np.ndarray,
+    k: int = NEAREST_CLIPS,
+) -> np.ndarray:
+    """Mean squared distance ||mu - mu_clip||^2 from the fused mean of the cell under each
+    point to its k nearest clip means (rows of `clips`, unit length); NaN where no cell."""
+    fusion = CellFusion(model, store)
+    cx, cy = level.cell_of_lonlat(lon, lat)
+    n = level.n
+    out = np.full(lat.size, np.nan)
+    held = store.extent(level.psm_zoom)
+    for tx, ty in sorted(set(zip((cx // n).tolist(), (cy // n).tolist(), strict=True))):
+        if not held.holds_chunk(tx, ty):
+            continue
+        sel = np.flatnonzero((cx // n == tx) & (cy // n == ty))
+        fused = fusion.block(CellExtent.chunk(level, tx, ty), metadata)
+        idx = (cy[sel] % n) * n + (cx[sel] % n)
+        ok = fused.valid[idx]
+        mu = fused.aug[idx[ok], :-1].astype(np.float64)
+        dist = 2.0 - 2.0 * mu @ clips.T.astype(np.float64)
+        out[sel[ok]] = np.sort(dist, axis=1)[:, :k].mean(axis=1)
+    return out
+
+
 def uncertainty_report(
     model: PSM,
     store: EmbeddingStore,
     layers: GeoLayers,
     bbox: tuple[float, float, float, float],
     n: int = 400,
+    clips: np.ndarray | None = None,
 ) -> UncertaintyReport:
-    """The module's measures at n random land points of the store's levels."""
+    """The module's measures at n random land points of the store's levels; `clips`: (N, D)
+    recordings' audio means for the closeness measure (skipped without)."""
     lat, lon = land_points(layers, bbox, n)
     base = model.config.image.tile_size * model.config.image.native_gsd
     zooms = sorted(lv.psm_zoom for lv in store.levels)
     mean, share, rho = {}, {}, {}
+    closeness: dict[str, dict[int, float]] = {}
+    distance: dict[str, dict[int, float]] = {}
     entropy: dict[int, float] = {}
     for name, meta in (("none", Metadata()), ("full", FULL_METADATA)):
         unc = {
@@ -113,4 +159,41 @@ def uncertainty_report(
             rho[name][z] = float(spearmanr(unc[z][ok], ent[ok]).correlation)
             if name == "none":
                 entropy[z] = float(ent.mean())
-    return UncertaintyReport(int(lat.size), mean, share, rho, entropy)
+        if clips is not None:
+            closeness[name], distance[name] = {}, {}
+            for lv in store.levels:
+                dist = clip_distance(model, store, lv, lat, lon, meta, clips)
+                ok = np.isfinite(dist) & np.isfinite(unc[lv.psm_zoom])
+                corr = spearmanr(unc[lv.psm_zoom][ok], dist[ok]).correlation
+                closeness[name][lv.psm_zoom] = float(corr)
+                distance[name][lv.psm_zoom] = float(dist[ok].mean())
+    return UncertaintyReport(int(lat.size), mean, share, rho, entropy, closeness, distance)
+
+
+@torch.no_grad()
+def clip_means(model: PSM, dataset: DemoWorldDataset, n: int = 1500) -> np.ndarray:
+    """(n, D) audio means of the first n recordings of a split (the closeness measure's clips)."""
+    model.eval()
+    n = min(n, len(dataset))
+    rate = dataset.spec.sample_rate
+    parts = [model.embed_audio([dataset.audio(i) for i in range(s, min(s + 64, n))], rate).mu
+             for s in range(0, n, 64)]  # fmt: skip
+    return torch.cat(parts).float().cpu().numpy()
+
+
+def uncertainty_maps(
+    model: PSM,
+    store: EmbeddingStore,
+    layers: GeoLayers,
+    bbox: tuple[float, float, float, float],
+    metadata: Metadata = NO_METADATA,
+) -> dict[int, xr.DataArray]:
+    """||sigma||_1 over `bbox` at every level of the store (PSM zoom -> map), NaN off land:
+    `score_region` over the box, as the uncertainty tiles and GeoTIFF exports draw it."""
+    maps = {}
+    for lv in store.levels:
+        ds = score_region(model, store, None, metadata, lv, BBox(*bbox), variables=("uncertainty",))
+        lat2, lon2 = np.meshgrid(ds["lat"].values, ds["lon"].values, indexing="ij")
+        land = np.asarray(layers.sample(lat2.reshape(-1), lon2.reshape(-1))["land"], bool)
+        maps[lv.psm_zoom] = ds["uncertainty"].where(land.reshape(lat2.shape))
+    return maps
