@@ -1,0 +1,161 @@
+"""Benchmark what users do that is bigger than one tile (issue 24), over plain HTTP.
+
+Starts `soundscape serve` on the given (default: demo) store and times:
+* top-10 places (`POST /similarity` with the store's whole bbox) under metadata no request has
+  used before (cold: the level is fused under it first);
+* a 1400 x 900 px view (all its tiles, six connections as a browser opens) under a new
+  (query, metadata);
+* the 24 hours of that view (a time-lapse, every frame's tiles) under a new query;
+* the server's resident memory afterwards.
+
+    .venv/bin/python scripts/bench_scale.py [--store S --checkpoint C] [--quick] [--json F]
+
+The calibration figure of issue 24 is measured by scripts/eval_calibration.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import mercantile
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_tiles import Server, resolve_store, stats  # noqa: E402
+
+from embeddings_store.store import EmbeddingStore  # noqa: E402
+
+VIEW_PX = (1400, 900)
+BROWSER_CONNECTIONS = 6
+SOURCES = ("inat", "yfcc", "freesound", "aporee")
+
+
+def view_tiles(bounds: tuple[float, float, float, float], zoom: int) -> list[mercantile.Tile]:
+    """The tiles a VIEW_PX viewport centred on the bounds' centre shows at `zoom`."""
+    w, s, e, n = bounds
+    cx, cy = mercantile.xy((w + e) / 2, (s + n) / 2)
+    metres_per_px = 2 * math.pi * 6378137 / (256 * 2**zoom)
+    half_w, half_h = VIEW_PX[0] / 2 * metres_per_px, VIEW_PX[1] / 2 * metres_per_px
+    (lon0, lat0), (lon1, lat1) = (mercantile.lnglat(cx - half_w, cy - half_h),
+                                  mercantile.lnglat(cx + half_w, cy + half_h))  # fmt: skip
+    return list(mercantile.tiles(lon0, lat0, lon1, lat1, zooms=zoom))
+
+
+def fetch_all(client: httpx.Client, urls: list[str]) -> float:
+    """GET every url over BROWSER_CONNECTIONS threads; wall time in ms."""
+    t = time.perf_counter()
+    with ThreadPoolExecutor(BROWSER_CONNECTIONS) as pool:
+        for r in pool.map(client.get, urls):
+            r.raise_for_status()
+    return (time.perf_counter() - t) * 1000
+
+
+def bench_top_k(client: httpx.Client, qid: str, bbox: list[float], level: int, repeats: int):
+    """Top-10 of the whole store, each under metadata no request has used before."""
+    times, exact = [], []
+    for i in range(repeats):
+        meta = {"month": 1 + (5 * i) % 12, "hour": (3 + 7 * i) % 24, "asource": SOURCES[i % 4]}
+        body = {"query": {"id": qid}, "metadata": meta, "level": level, "bbox": bbox,
+                "top_k": 10}  # fmt: skip
+        t = time.perf_counter()
+        r = client.post("/similarity", json=body)
+        times.append((time.perf_counter() - t) * 1000)
+        r.raise_for_status()
+        exact.append(r.json().get("exact", True))
+    return {**stats(times), "exact": all(exact)}
+
+
+def bench_view(client: httpx.Client, texts: list[str], tiles, repeats: int) -> dict:
+    """All tiles of the view, each time under a new (query, metadata)."""
+    times = []
+    for i in range(repeats):
+        qs = f"month={1 + i % 12}&hour={(2 + 5 * i) % 24}&asource={SOURCES[i % 4]}"
+        urls = [f"/tiles/{texts[i % len(texts)]}/{t.z}/{t.x}/{t.y}.png?{qs}" for t in tiles]
+        times.append(fetch_all(client, urls))
+    return {"tiles": len(tiles), **stats(times)}
+
+
+def bench_timelapse(client: httpx.Client, text: str, tiles, month: int) -> dict:
+    """The 24 hourly frames of the view for a new query: every frame's tiles."""
+    urls = [f"/tiles/{text}/{t.z}/{t.x}/{t.y}.png?month={month}&hour={h}"
+            for h in range(24) for t in tiles]  # fmt: skip
+    return {"tiles": len(urls), "wall_ms": round(fetch_all(client, urls), 1)}
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--store", default=None, help="store (default: the demo store)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint (default: the demo model)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--view-zoom", type=int, default=6, help="web zoom of the view")
+    p.add_argument("--quick", action="store_true", help="short smoke run")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    if args.quick:
+        args.repeats = 2
+    if not resolve_store(args, "bench_scale"):
+        return 2
+    store = EmbeddingStore.open(args.store)
+    bounds = tuple(float(v) for v in store.attrs["bounds"])
+    level = min(lv.psm_zoom for lv in store.levels)
+    cells = int(sum(np.asarray(store.array(lv.psm_zoom, "valid")[:]).sum() for lv in store.levels))
+    tiles = view_tiles(bounds, args.view_zoom)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(),
+               "load_avg_at_start": os.getloadavg()}  # fmt: skip
+    res: dict = {
+        "machine": machine,
+        "store": {"path": args.store, "cells": cells, "embed_dim": store.embed_dim},
+    }
+    texts = ["frogs calling from a marsh", "traffic on a busy road", "birds singing at dawn",
+             "waves crashing on the shore", "church bells ringing"]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        server = Server(args.store, args.checkpoint, {}, Path(tmp) / "serve.log")
+        try:
+            limits = httpx.Limits(max_connections=BROWSER_CONNECTIONS)
+            with httpx.Client(base_url=server.url, timeout=600, limits=limits) as client:
+                qid = client.post("/queries", json={"text": texts[0]}).json()["id"]
+                res["top_k_cold"] = bench_top_k(client, qid, list(bounds), level, args.repeats)
+                res["view"] = bench_view(client, texts, tiles, args.repeats)
+                res["timelapse"] = bench_timelapse(client, "rain and thunder", tiles, month=7)
+            res["server_rss_mib"] = round(rss_mib(server.proc.pid), 1)
+        finally:
+            server.stop()
+    res["machine"]["load_avg_at_end"] = os.getloadavg()
+    print(json.dumps(res, indent=2))
+    t, v, tl = res["top_k_cold"], res["view"], res["timelapse"]
+    print(f"\n| measurement | figure |\n|---|---|\n"
+          f"| cold top-10 of the store ({cells:,} cells), new metadata | p50 {t['p50_ms']:.0f} ms, "
+          f"max {t['max_ms']:.0f} ms, exact {t['exact']} |\n"
+          f"| 1400 x 900 view ({v['tiles']} tiles, z{args.view_zoom}), new query and metadata | "
+          f"p50 {v['p50_ms']:.0f} ms, max {v['max_ms']:.0f} ms |\n"
+          f"| 24-hour time-lapse of the view ({tl['tiles']} tiles) | "
+          f"{tl['wall_ms'] / 1000:.2f} s |\n"
+          f"| server RSS after | {res['server_rss_mib']:.0f} MiB |")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
