@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import cached_property
 
 import mercantile
 import numpy as np
@@ -88,11 +89,11 @@ class Engine:
         self._coverage: dict[int, LevelCoverage] = {}
         self._coverage_lock = threading.Lock()
 
-    @property
+    @cached_property
     def store_token(self) -> str:
         """The store's identity in shared cache keys of drawn and scored answers; it names the
         model's probability calibration too (fused chunks, keyed by the store alone, do not
-        depend on it)."""
+        depend on it). Computed once: model and store are fixed while the engine serves."""
         digest = calibration_digest(getattr(self.model, "calibration", {}))
         return f"{self.fusion.token}.{digest}" if digest else self.fusion.token
 
