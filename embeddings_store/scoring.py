@@ -219,18 +219,13 @@ def _check_variables(variables: Sequence[str], query: QueryEmbedding | None) -> 
     return names
 
 
-def _points_dataset(
-    fusion: CellFusion,
-    query: QueryEmbedding | None,
-    metadata: Metadata,
-    level: Level,
-    points: Points,
-    names: tuple[str, ...],
-    ab: tuple[float, float],
-) -> xr.Dataset:
+def fused_at_points(
+    fusion: CellFusion, metadata: Metadata, level: Level, points: Points
+) -> FusedCells:
+    """The fused cell under each point (one row per point; not valid where the store has none),
+    fusing each chunk the points touch once."""
     lat, lon = points.lat, points.lon
-    count = lat.shape[0]
-    values = {name: np.full(count, np.nan, np.float32) for name in names}
+    out = FusedCells.empty(lat.shape[0], fusion.store.embed_dim)
     inside = np.abs(lat) <= MAX_LATITUDE
     cx, cy = level.cell_of_lonlat(lon, lat)
     n = level.n
@@ -242,8 +237,24 @@ def _points_dataset(
         sel = np.flatnonzero(inside & (tx == key[0]) & (ty == key[1]))
         fused = fusion.block(CellExtent.chunk(level, *key), metadata)
         idx = (cy[sel] % n) * n + (cx[sel] % n)
-        for name, v in cell_values(fused, query, names, ab).items():
-            values[name][sel] = v[idx]
+        out.aug[sel], out.unc[sel] = fused.aug[idx], fused.unc[idx]
+        out.valid[sel] = fused.valid[idx]
+    return out
+
+
+def _points_dataset(
+    fusion: CellFusion,
+    query: QueryEmbedding | None,
+    metadata: Metadata,
+    level: Level,
+    points: Points,
+    names: tuple[str, ...],
+    ab: tuple[float, float],
+) -> xr.Dataset:
+    lat, lon = points.lat, points.lon
+    values = cell_values(fused_at_points(fusion, metadata, level, points), query, names, ab)
+    inside = np.abs(lat) <= MAX_LATITUDE
+    cx, cy = level.cell_of_lonlat(lon, lat)
     x = np.where(inside, level.cell_centers_x(cx), np.nan)
     y = np.where(inside, level.cell_centers_y(cy), np.nan)
     cell_lon = np.where(inside, level.cell_centers_lon(cx), np.nan)

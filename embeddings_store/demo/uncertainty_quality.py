@@ -21,16 +21,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 import xarray as xr
 from scipy.stats import spearmanr
 
-from embeddings_store.demo.dataset import DemoWorldDataset
 from embeddings_store.demo.geo import GeoLayers
 from embeddings_store.demo.soundscape import class_distribution
 from embeddings_store.fusion import CellFusion
-from embeddings_store.grid import CellExtent, Level
-from embeddings_store.scoring import BBox, Points, score_region
+from embeddings_store.grid import Level
+from embeddings_store.scoring import BBox, Points, fused_at_points, score_region
 from embeddings_store.store import EmbeddingStore
 from model.metadata import Metadata
 from model.psm import PSM
@@ -39,6 +37,7 @@ from model.psm import PSM
 FULL_METADATA = Metadata(month=6, hour=12, asource="aporee", tsource="qwen")
 FOOTPRINT_GRID = 7
 NEAREST_CLIPS = 50
+CLOSENESS_CLIPS = 1500  # recordings of the test split the closeness measure compares with
 NO_METADATA = Metadata()
 
 
@@ -107,21 +106,11 @@ def clip_distance(
 ) -> np.ndarray:
     """Mean squared distance ||mu - mu_clip||^2 from the fused mean of the cell under each
     point to its k nearest clip means (rows of `clips`, unit length); NaN where no cell."""
-    fusion = CellFusion(model, store)
-    cx, cy = level.cell_of_lonlat(lon, lat)
-    n = level.n
+    fused = fused_at_points(CellFusion(model, store), metadata, level, Points.of(lat, lon))
     out = np.full(lat.size, np.nan)
-    held = store.extent(level.psm_zoom)
-    for tx, ty in sorted(set(zip((cx // n).tolist(), (cy // n).tolist(), strict=True))):
-        if not held.holds_chunk(tx, ty):
-            continue
-        sel = np.flatnonzero((cx // n == tx) & (cy // n == ty))
-        fused = fusion.block(CellExtent.chunk(level, tx, ty), metadata)
-        idx = (cy[sel] % n) * n + (cx[sel] % n)
-        ok = fused.valid[idx]
-        mu = fused.aug[idx[ok], :-1].astype(np.float64)
-        dist = 2.0 - 2.0 * mu @ clips.T.astype(np.float64)
-        out[sel[ok]] = np.sort(dist, axis=1)[:, :k].mean(axis=1)
+    mu = fused.aug[fused.valid, :-1].astype(np.float64)
+    dist = 2.0 - 2.0 * mu @ clips.T.astype(np.float64)
+    out[fused.valid] = np.sort(dist, axis=1)[:, :k].mean(axis=1)
     return out
 
 
@@ -168,17 +157,6 @@ def uncertainty_report(
                 closeness[name][lv.psm_zoom] = float(corr)
                 distance[name][lv.psm_zoom] = float(dist[ok].mean())
     return UncertaintyReport(int(lat.size), mean, share, rho, entropy, closeness, distance)
-
-
-@torch.no_grad()
-def clip_means(model: PSM, dataset: DemoWorldDataset, n: int = 1500) -> np.ndarray:
-    """(n, D) audio means of the first n recordings of a split (the closeness measure's clips)."""
-    model.eval()
-    n = min(n, len(dataset))
-    rate = dataset.spec.sample_rate
-    parts = [model.embed_audio([dataset.audio(i) for i in range(s, min(s + 64, n))], rate).mu
-             for s in range(0, n, 64)]  # fmt: skip
-    return torch.cat(parts).float().cpu().numpy()
 
 
 def uncertainty_maps(
