@@ -29,9 +29,10 @@ def main() -> int:
 
     from embeddings_store.demo.build import DEMO_STORE_BBOX, demo_datasets, load_layers
     from embeddings_store.demo.paths import demo_paths
+    from embeddings_store.demo.quality import clip_means
     from embeddings_store.demo.recipe import DemoRecipe
     from embeddings_store.demo.uncertainty_quality import (
-        clip_means,
+        CLOSENESS_CLIPS,
         uncertainty_maps,
         uncertainty_report,
     )
@@ -49,22 +50,20 @@ def main() -> int:
     inner = (w + 2, s + 2, e - 2, n - 2)  # keep footprints inside the store
     layers = load_layers(paths)
     test = demo_datasets(paths, layers, DemoRecipe.load(), splits=("test",), progress=False)
-    clips = clip_means(model, test["test"])
+    clips = clip_means(model, test["test"], CLOSENESS_CLIPS)
     report = uncertainty_report(model, store, layers, inner, args.points, clips)
     print(json.dumps({"model_id": model.model_id, **report.to_json()}, indent=2))
-    zooms = sorted(report.mean["none"])
     print("\n| metadata | mean ‖σ‖₁ by PSM zoom | share zoom 5 > zoom 1 | Spearman(‖σ‖₁, "
           "footprint entropy) by zoom |\n|---|---|---:|---|")  # fmt: skip
     for name in ("none", "full"):
-        means = " / ".join(f"{report.mean[name][z]:.2f}" for z in zooms)
-        rho = " / ".join(f"{report.spearman_entropy[name][z]:+.2f}" for z in zooms)
-        print(f"| {name} | {means} | {report.share_5_over_1[name]:.2f} | {rho} |")
+        rho = by_zoom(report.spearman_entropy[name], "+.2f")
+        print(f"| {name} | {by_zoom(report.mean[name], '.2f')} | "
+              f"{report.share_5_over_1[name]:.2f} | {rho} |")  # fmt: skip
     print("\n| metadata | Spearman(‖σ‖₁, distance to the 50 nearest clips) by zoom | mean distance "
           "by zoom |\n|---|---|---|")  # fmt: skip
     for name in ("none", "full"):
-        rho = " / ".join(f"{report.spearman_closeness[name][z]:+.2f}" for z in zooms)
-        dist = " / ".join(f"{report.mean_clip_distance[name][z]:.3f}" for z in zooms)
-        print(f"| {name} | {rho} | {dist} |")
+        print(f"| {name} | {by_zoom(report.spearman_closeness[name], '+.2f')} | "
+              f"{by_zoom(report.mean_clip_distance[name], '.3f')} |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(report.to_json(), indent=2))
     if args.maps:
@@ -72,6 +71,11 @@ def main() -> int:
         draw_maps(maps, model.config.image.tile_size * model.config.image.native_gsd, args.maps)
         print(f"wrote {args.maps}")
     return 0
+
+
+def by_zoom(values: dict[int, float], fmt: str) -> str:
+    """'a / b / c': one figure per PSM zoom, lowest zoom first."""
+    return " / ".join(format(values[z], fmt) for z in sorted(values))
 
 
 def draw_maps(maps: dict, base_m: float, out: Path) -> None:

@@ -175,8 +175,8 @@ def class_query_embeddings(model: PSM) -> list[QueryEmbedding]:
 
 
 @torch.no_grad()
-def class_audio_means(model: PSM, dataset: DemoWorldDataset, n: int = 1000) -> np.ndarray:
-    """(14, D) unit-length mean audio embedding of each class over the first n clips."""
+def clip_means(model: PSM, dataset: DemoWorldDataset, n: int) -> np.ndarray:
+    """(n, D) audio means of the first n recordings of a split (embedded 64 at a time)."""
     model.eval()
     n = min(n, len(dataset))
     rate = dataset.spec.sample_rate
@@ -184,7 +184,13 @@ def class_audio_means(model: PSM, dataset: DemoWorldDataset, n: int = 1000) -> n
         model.embed_audio([dataset.audio(i) for i in range(s, min(s + 64, n))], rate).mu
         for s in range(0, n, 64)
     ]
-    mu = torch.cat(mus).float().cpu().numpy()
+    return torch.cat(mus).float().cpu().numpy()
+
+
+def class_audio_means(model: PSM, dataset: DemoWorldDataset, n: int = 1000) -> np.ndarray:
+    """(14, D) unit-length mean audio embedding of each class over the first n clips."""
+    n = min(n, len(dataset))
+    mu = clip_means(model, dataset, n)
     labels = dataset.labels[:n]
     missing = [CLASS_NAMES[k] for k in range(len(CLASS_NAMES)) if not (labels == k).any()]
     if missing:

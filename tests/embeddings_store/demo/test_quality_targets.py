@@ -24,13 +24,14 @@ from embeddings_store.demo.imagery import write_demo_imagery
 from embeddings_store.demo.listen_quality import listen_report
 from embeddings_store.demo.quality import (
     class_audio_means,
+    clip_means,
     heldout_retrieval,
     map_report,
     retrieval_report,
 )
 from embeddings_store.demo.recipe import DemoRecipe
 from embeddings_store.demo.sounds import write_gallery_audio
-from embeddings_store.demo.uncertainty_quality import clip_means, uncertainty_report
+from embeddings_store.demo.uncertainty_quality import CLOSENESS_CLIPS, uncertainty_report
 from embeddings_store.grid import Level
 from embeddings_store.precompute import PrecomputeSpec, precompute
 from embeddings_store.region import Region
@@ -277,7 +278,7 @@ def test_uncertainty_diagnosis_holds(shipped, usa_store, layers, test_split):
     changes these figures; then replace this test by one asserting the findings.
     """
     w, s, e, n = DEMO_STORE_BBOX
-    clips = clip_means(shipped, test_split)
+    clips = clip_means(shipped, test_split, CLOSENESS_CLIPS)
     report = uncertainty_report(shipped, usa_store, layers, (w + 2, s + 2, e - 2, n - 2), 400,
                                 clips)  # fmt: skip
     assert report.points == 400
