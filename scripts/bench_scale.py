@@ -95,14 +95,6 @@ def bench_timelapse(client: httpx.Client, text: str, tiles, month: int) -> dict:
     return {"tiles": len(urls), "wall_ms": round(fetch_all(client, urls), 1)}
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of a process (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", default=None, help="store (default: the demo store)")
@@ -138,7 +130,7 @@ def main() -> int:
                 res["top_k_cold"] = bench_top_k(client, qid, list(bounds), level, args.repeats)
                 res["view"] = bench_view(client, texts, tiles, args.repeats)
                 res["timelapse"] = bench_timelapse(client, "rain and thunder", tiles, month=7)
-            res["server_rss_mib"] = round(rss_mib(server.proc.pid), 1)
+            res["server_rss_mib"] = round(server.rss_mb, 1)  # workers included
         finally:
             server.stop()
     res["machine"]["load_avg_at_end"] = os.getloadavg()
