@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from model.calibration import sigmoid
+
 _QUERY_HEADER = struct.Struct("<4sBIdd")  # magic, kind, D, c, uncertainty
 _QUERY_MAGIC = b"SQE1"
 _QUERY_KINDS = {"text": 0, "audio": 1}
@@ -81,8 +83,7 @@ def match_probability(score: Tensor | np.ndarray, negative_scale: float, shift: 
     """sigmoid(-a * CSD + b) with score = -CSD: the learned PCME++ match probability."""
     if isinstance(score, Tensor):
         return torch.sigmoid(negative_scale * score + shift)
-    z = negative_scale * np.asarray(score, dtype=np.float64) + shift
-    return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)
+    return sigmoid(negative_scale * np.asarray(score, dtype=np.float64) + shift).astype(np.float32)
 
 
 @dataclass(frozen=True)
