@@ -16,7 +16,7 @@ import numpy as np
 from torch import nn
 
 from embeddings_store.cells import Cells
-from embeddings_store.grid import CellExtent
+from embeddings_store.grid import CellExtent, Level
 from embeddings_store.store import EmbeddingStore
 from model.inference import fuse_embeddings
 from model.metadata import Metadata
@@ -103,6 +103,41 @@ def fuse(model: nn.Module, cells: Cells, metadata: Metadata, precision: str = "a
     out.aug[idx] = augment_cells(fused.mu, fused.c)
     out.unc[idx] = fused.uncertainty
     out.valid[idx] = True
+    return out
+
+
+def fuse_cells_at(
+    model: nn.Module,
+    store: EmbeddingStore,
+    level: Level,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    metadata: Metadata,
+    precision: str = "auto",
+) -> FusedCells:
+    """Fused cells at global cell columns/rows (one row each; not valid where the store has no
+    cell), reading each chunk they touch once: for searches that fuse scattered cells."""
+    cx, cy = np.asarray(cx, np.int64), np.asarray(cy, np.int64)
+    dim, n = store.embed_dim, level.n
+    out = FusedCells.empty(cx.size, dim)
+    h = np.zeros((cx.size, dim), np.float32)
+    held = store.extent(level.psm_zoom)
+    tiles = np.stack([cx // n, cy // n], axis=1)
+    keys, group = np.unique(tiles, axis=0, return_inverse=True)
+    for g, (tx, ty) in enumerate(keys.tolist()):
+        if not held.holds_chunk(tx, ty):
+            continue
+        sel = np.flatnonzero(group.reshape(-1) == g)
+        cells = store.read_cells(CellExtent.chunk(level, tx, ty))
+        r, c = cy[sel] % n, cx[sel] % n
+        h[sel] = cells.h[r, c]
+        out.valid[sel] = cells.valid[r, c]
+    idx = np.flatnonzero(out.valid)
+    if idx.size:
+        lat, lon = level.cell_centers_lat(cy[idx]), level.cell_centers_lon(cx[idx])
+        fused = fuse_embeddings(model, h[idx], lat, lon, metadata, precision)
+        out.aug[idx] = augment_cells(fused.mu, fused.c)
+        out.unc[idx] = fused.uncertainty
     return out
 
 

@@ -6,6 +6,7 @@ Blocking calls (run them in the executor).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ import xarray as xr
 
 from embeddings_store.coverage import LevelCoverage, level_coverage
 from embeddings_store.export import cog_bytes
-from embeddings_store.fusion import FusedCells
+from embeddings_store.fusion import FusedCells, fuse_cells_at
 from embeddings_store.grid import (
     CellExtent,
     Level,
@@ -37,6 +38,16 @@ from embeddings_store.scoring import (
     score_region,
     top_cells,
 )
+from embeddings_store.search import (
+    Candidates,
+    SearchBudget,
+    SearchResult,
+    Surrogate,
+    build_surrogate,
+    location_features,
+    sample_rows,
+    search_top_k,
+)
 from embeddings_store.store import EmbeddingStore
 from embeddings_store.timesweep import DEFAULT_SWEEP_CELLS, sweep_values, time_sweep
 from model.checkpoint import calibration_digest
@@ -52,6 +63,8 @@ from server.render import percentile_range, summary_range
 MAX_SWEEPS = 8
 # A bbox spanning more chunks than this is searched in the level's gallery (one matrix).
 GALLERY_MIN_CHUNKS = 64
+# (level, metadata) surrogates of the top-k search kept (each holds the cells it fused).
+MAX_SURROGATES = 16
 
 
 class Engine:
@@ -67,8 +80,13 @@ class Engine:
         similarity_backend: str = "auto",
         precision: str = "auto",
         sweep_cells: int = DEFAULT_SWEEP_CELLS,
+        search_budget: SearchBudget | None = None,
     ) -> None:
         self.model = model
+        self.search_budget = search_budget or SearchBudget()
+        self._surrogates: OrderedDict[tuple[int, str], Surrogate] = OrderedDict()
+        self._extras: dict[int, np.ndarray] = {}
+        self._search_lock = threading.Lock()
         self.precision = precision
         self.sweep_cells = sweep_cells
         self._sweeps: OrderedDict[str, FusedCells] = OrderedDict()
@@ -306,31 +324,98 @@ class Engine:
     def top_k(
         self, query: QueryEmbedding, metadata: Metadata, level: Level, bbox: BBox, k: int
     ) -> xr.Dataset:
-        """The k best cells (exact -CSD) whose centres lie in the bbox, best first (dim cell),
-        among the cells `eligible` allows (in the store's region, off its edge)."""
+        """The k best cells (-CSD) whose centres lie in the bbox, best first (dim cell), among
+        the cells `eligible` allows (in the store's region, off its edge).
+
+        A small bbox is scored whole from cached chunks, and a no-metadata search reads the
+        store's precomputed cells: both exact. Otherwise a fitted surrogate picks which cells
+        to fuse (`embeddings_store.search`). Attributes `exact`, `fused` (cells fused) and
+        `searched` (cells considered) say how the answer was found.
+        """
         eligible = self.eligible(level)
         if self.bbox_chunks(level, bbox) <= GALLERY_MIN_CHUNKS:
             ds = self.scores(query, metadata, level, bbox)
             keep = self.mask_in(CellExtent.for_bbox(level, bbox.as_tuple()), eligible)
             ds["score"] = ds["score"].copy(data=np.where(keep, ds["score"].values, np.nan))
-            return top_cells(ds, k)
-        gallery = self.gallery(level, metadata)
-        w, s, e, n = bbox.as_tuple()
-        mask = (gallery.lat >= s) & (gallery.lat <= n) & (gallery.lon >= w) & (gallery.lon <= e)
-        held = self.store.extent(level.psm_zoom).cells
-        mask &= eligible[gallery.cy - held.cy0, gallery.cx - held.cx0]
-        inner, rows = gallery.search(augment_query(query.mu), k, mask)
-        score = score_from_inner_product(inner, query.c)
+            found = top_cells(ds, k)
+            found.attrs |= {"exact": 1, "fused": 0, "searched": int(keep.sum())}
+            return found
+        base = self.gallery(level, Metadata.none())
+        cands = self.candidates(level, base, bbox, eligible)
+        qa = augment_query(query.mu)
+        if self.fusion.from_store(metadata):
+            inner, picked = base.search(qa, k, np.isin(np.arange(base.cx.size), cands.pool))
+            result = SearchResult(picked, inner, base.unc[picked], True, 0, cands.pool.size, 0.0)
+        else:
+            result = self.surrogate_search(level, metadata, base, cands, qa, k)
+        score = score_from_inner_product(result.inner, query.c)
         values = {
             "score": score,
             "probability": match_probability(score, *self.model.match_parameters(query.kind)),
-            "uncertainty": gallery.unc[rows],
+            "uncertainty": result.unc,
         }
-        cx, cy = gallery.cx[rows], gallery.cy[rows]
+        rows = result.rows
+        cx, cy = base.cx[rows], base.cy[rows]
+        attrs = region_attrs(self.store, query, metadata, level)
+        attrs |= {"exact": int(result.exact), "fused": result.fused, "searched": result.pool}
         return cells_dataset(
-            values, level.cell_centers_x(cx), level.cell_centers_y(cy), gallery.lat[rows],
-            gallery.lon[rows], region_attrs(self.store, query, metadata, level),
+            values, level.cell_centers_x(cx), level.cell_centers_y(cy), base.lat[rows],
+            base.lon[rows], attrs,
         )  # fmt: skip
+
+    def candidates(
+        self, level: Level, base: Gallery, bbox: BBox, eligible: np.ndarray
+    ) -> Candidates:
+        """The level's no-metadata cells as search candidates, the pool cut to the bbox."""
+        held = self.store.extent(level.psm_zoom).cells
+        w, s, e, n = bbox.as_tuple()
+        inside = (base.lat >= s) & (base.lat <= n) & (base.lon >= w) & (base.lon <= e)
+        inside &= eligible[base.cy - held.cy0, base.cx - held.cx0]
+        assert base.vectors is not None, "the no-metadata gallery is a numpy matrix"
+        return Candidates(base.vectors, self.search_features(level, base), np.flatnonzero(inside))
+
+    def search_features(self, level: Level, base: Gallery) -> np.ndarray:
+        """The surrogate's location columns of a level's gallery rows (computed once)."""
+        with self._search_lock:
+            found = self._extras.get(level.psm_zoom)
+            if found is None or found.shape[0] != base.cx.size:
+                found = location_features(base.lat, base.lon)
+                self._extras[level.psm_zoom] = found
+            return found
+
+    def surrogate_search(
+        self, level: Level, metadata: Metadata, base: Gallery, cands: Candidates,
+        qa: np.ndarray, k: int,
+    ) -> SearchResult:  # fmt: skip
+        """Top-k by `search_top_k`, fitting (and keeping) the metadata's surrogate first."""
+
+        def fuse_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            fused = fuse_cells_at(self.model, self.store, level, base.cx[rows], base.cy[rows],
+                                  metadata, self.precision)  # fmt: skip
+            return fused.aug, fused.unc
+
+        key = (level.psm_zoom, metadata.key())
+        # One search at a time: searches add fused rows to the shared surrogate, and each one
+        # is model work that would only share the same cores.
+        with self._search_lock:
+            sur, sampled = self._surrogates.get(key), 0
+            if sur is None:
+                held = self.store.extent(level.psm_zoom).cells
+                eligible = self.eligible(level)[base.cy - held.cy0, base.cx - held.cx0]
+                chunk_of_row = (base.cy // level.n) * (1 << 31) + base.cx // level.n
+                rows = sample_rows(np.flatnonzero(eligible), chunk_of_row, self.search_budget,
+                                   f"{level.psm_zoom}:{metadata.key()}")  # fmt: skip
+                sur, sampled = build_surrogate(cands, rows, fuse_rows), rows.size
+                self._surrogates[key] = sur
+            self._surrogates.move_to_end(key)
+            result = search_top_k(sur, cands, qa, k, fuse_rows, self.search_budget)
+            result = dataclasses.replace(result, fused=result.fused + sampled)
+            while len(self._surrogates) > 1 and (
+                len(self._surrogates) > MAX_SURROGATES
+                or sum(x.nbytes for x in self._surrogates.values()) > self.gallery_bytes // 2
+            ):
+                self._surrogates.popitem(last=False)
+            return result
 
     def gallery(self, level: Level, metadata: Metadata) -> Gallery:
         """The level's cells under `metadata` as one searchable matrix (built once, kept)."""

@@ -549,7 +549,7 @@ class SoundscapeFactory:
 
         @self.router.post(
             "/similarity", response_model=SimilarityOut, tags=["queries"],
-            summary="Scores at points, or the top-k cells of a bbox (exact -CSD)",
+            summary="Scores at points, or the top-k cells of a bbox (says if it is exact)",
             dependencies=[Depends(self.rate_limited)],
             responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}},
                        **responses(404, 413, 422, 429, 503)},
@@ -571,17 +571,24 @@ class SoundscapeFactory:
                     )
                 ds = await svc.executor.run(engine.top_k, emb, meta, level, bbox, body.top_k)
             facts = await svc.executor.run(describe_results, svc.tiles, qid, emb, meta, ds)
+            search = {}
+            if body.bbox is not None:
+                search = {"exact": bool(ds.attrs["exact"]), "fused_cells": int(ds.attrs["fused"]),
+                          "searched_cells": int(ds.attrs["searched"])}  # fmt: skip
             if body.format == "geojson":
                 collection = feature_collection(ds)
                 for feature, fact in zip(collection["features"], facts, strict=True):
                     feature["properties"] |= fact
-                collection["properties"] |= {"query": qid, "psm_zoom": level.psm_zoom}
+                props = collection["properties"]
+                for name in ("exact", "fused", "searched"):
+                    props.pop(name, None)
+                props |= {"query": qid, "psm_zoom": level.psm_zoom} | search
                 return JSONResponse(collection, media_type="application/geo+json")
             # Validated, not model_copy(update=): the place must become a PlaceName, or every
             # answer with places logs pydantic serializer warnings.
             results = [SimilarityResult.model_validate(r.model_dump() | fact)
                        for r, fact in zip(similarity_results(ds), facts, strict=True)]  # fmt: skip
-            return SimilarityOut(query=qid, level=level.psm_zoom, results=results)
+            return SimilarityOut(query=qid, level=level.psm_zoom, results=results, **search)
 
     def map_routes(self) -> None:
         """A region as a Cloud-Optimized GeoTIFF; the values under one point at every level."""

@@ -47,15 +47,16 @@ class Gallery:
     lon: np.ndarray  # (N,) float64
     unc: np.ndarray  # (N,) float32, NaN where not known
     backend: str
-    vectors: np.ndarray | None = None  # (N, D+1) float32 for numpy
-    index: object | None = None  # faiss index for faiss
+    vectors: np.ndarray | None = None  # (N, D+1) float32
+    index: object | None = None  # faiss index for faiss (besides the vectors)
 
     @property
     def nbytes(self) -> int:
         """Approximate memory held."""
         n = self.cx.shape[0]
         dim = self.vectors.shape[1] if self.vectors is not None else self.index.d  # type: ignore[union-attr]
-        return n * (4 * dim + 8 * 4 + 4)
+        copies = 2 if self.vectors is not None and self.index is not None else 1
+        return n * (4 * dim * copies + 8 * 4 + 4)
 
     def search(self, query: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(inner products, rows) of the k best rows where `mask` is True, best first."""
@@ -155,6 +156,6 @@ def build_gallery(
         if faiss_gpus() > 0:
             index = faiss.index_cpu_to_all_gpus(index)
         index.add(vectors)
-        del vectors
-        return Gallery(level, cx, cy, lat, lon, unc, backend, index=index)
+        # The vectors stay on the host too: the top-k search predicts from them.
+        return Gallery(level, cx, cy, lat, lon, unc, backend, vectors=vectors, index=index)
     return Gallery(level, cx, cy, lat, lon, unc, backend, vectors=vectors)

@@ -135,6 +135,18 @@ class SimilarityOut(BaseModel):
     query: str
     level: int = Field(..., description="PSM zoom of the cells scored")
     results: list[SimilarityResult]
+    exact: bool | None = Field(
+        None,
+        description="top-k only: true when the search proved its answer (every cell scored, or "
+        "every unscored cell's predicted score plus the safety margin below the k-th best); "
+        "false when it reached its fusion budget first (null for points)",
+    )
+    fused_cells: int | None = Field(
+        None, description="top-k only: cells this request fused under the metadata"
+    )
+    searched_cells: int | None = Field(
+        None, description="top-k only: eligible cells in the bbox the answer was chosen from"
+    )
 
 
 def similarity_request(params: Params, max_points: int, max_top_k: int) -> type[BaseModel]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from embeddings_store.audio import AudioLimits
+from embeddings_store.search import SearchBudget
 from embeddings_store.sounds.gallery import SoundGallery
 from embeddings_store.store import EmbeddingStore
 from model.errors import MissingResourceError
@@ -119,6 +120,8 @@ def build_service(settings: Settings) -> Service:
     engine = Engine(
         model, store, cache, settings.range_max_cells, settings.gallery_mb,
         settings.similarity_backend, sweep_cells=settings.sweep_cells,
+        search_budget=SearchBudget(max_fused=settings.top_k_max_fused,
+                                   margin_factor=settings.top_k_margin),
     )  # fmt: skip
     # Land, region and edge masks (and the GeoNames index behind them, about 1 s) are made now,
     # not by the first tile's colour range.

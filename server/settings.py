@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         2_000_000, ge=1, description="cells one GET /maps/{query}.tif may export (else 413)"
     )
     gallery_mb: int = Field(1024, ge=1, description="memory for whole-level similarity matrices")
+    top_k_max_fused: int = Field(
+        16384, ge=0,
+        description="cells one top-k request may fuse under new metadata before it answers "
+        "with \"exact\": false (docs/ARCHITECTURE.md, \"Top places\")",
+    )  # fmt: skip
+    top_k_margin: float = Field(
+        2.0, ge=1.0, le=100.0,
+        description="the top-k stopping margin, in multiples of the largest prediction error seen",
+    )  # fmt: skip
     similarity_backend: Literal["auto", "numpy", "faiss"] = Field(
         "auto", description="exact top-k search: auto = faiss on GPU hosts, numpy on CPU"
     )

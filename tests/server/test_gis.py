@@ -162,6 +162,7 @@ def test_similarity_geojson_equals_json(client, qid: str) -> None:
     fc = r.json()
     assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 7
     assert fc["properties"]["query"] == qid and fc["properties"]["psm_zoom"] == 5
+    assert fc["properties"]["exact"] is True and fc["properties"]["searched_cells"] >= 7
     for rank, (feat, row) in enumerate(zip(fc["features"], plain, strict=True), start=1):
         assert feat["geometry"]["type"] == "Point"
         assert feat["geometry"]["coordinates"] == pytest.approx([row["lon"], row["lat"]])

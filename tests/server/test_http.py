@@ -341,6 +341,8 @@ def test_top_k_is_exact(client, text_query):
     assert r.status_code == 200, r.text
     top = r.json()["results"]
     assert len(top) == 5
+    assert r.json()["exact"] is True and r.json()["fused_cells"] >= 0
+    assert r.json()["searched_cells"] >= 5
     scores = [t["score"] for t in top]
     assert scores == sorted(scores, reverse=True)
     # Brute force: score every cell centre in the bbox as points.

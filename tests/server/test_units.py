@@ -277,7 +277,7 @@ def test_store_of_another_model_is_refused(tiny_store, tmp_path):
 
 @pytest.mark.parametrize("backend", ["numpy", "faiss"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_gallery_search_equals_chunk_search(app_factory, monkeypatch, backend, masked):
+def test_level_search_equals_chunk_search(app_factory, monkeypatch, backend, masked):
     import server.engine as engine_mod
 
     app = app_factory(similarity_backend=backend)
@@ -286,18 +286,56 @@ def test_gallery_search_equals_chunk_search(app_factory, monkeypatch, backend, m
     _, query = registry.register_text("owls")
     meta = Metadata(location=False) if masked else Metadata(month=2, hour=3, asource="yfcc")
     level = engine.level(1)
-    for box in [(-104.0, 36.0, -99.0, 40.0), (-102.5, 37.2, -101.0, 38.1)]:
+    for first, box in [(True, (-104.0, 36.0, -99.0, 40.0)), (False, (-102.5, 37.2, -101.0, 38.1))]:
         bbox = BBox(*box)
         monkeypatch.setattr(engine_mod, "GALLERY_MIN_CHUNKS", 10_000)
         by_chunks = engine.top_k(query, meta, level, bbox, 7)
         monkeypatch.setattr(engine_mod, "GALLERY_MIN_CHUNKS", 0)
-        by_gallery = engine.top_k(query, meta, level, bbox, 7)
-        np.testing.assert_allclose(by_gallery.score, by_chunks.score, atol=1e-6)
-        np.testing.assert_allclose(by_gallery.lat, by_chunks.lat)
-        np.testing.assert_allclose(by_gallery.lon, by_chunks.lon)
-        np.testing.assert_allclose(by_gallery.uncertainty, by_chunks.uncertainty, rtol=1e-5)
-        assert np.isfinite(by_gallery.uncertainty).all()
-    assert engine.gallery(level, meta).backend == backend
+        by_level = engine.top_k(query, meta, level, bbox, 7)
+        assert by_chunks.attrs["exact"] == by_level.attrs["exact"] == 1
+        assert by_level.attrs["searched"] == by_chunks.attrs["searched"] > 7
+        np.testing.assert_allclose(by_level.score, by_chunks.score, atol=1e-6)
+        np.testing.assert_allclose(by_level.lat, by_chunks.lat)
+        np.testing.assert_allclose(by_level.lon, by_chunks.lon)
+        np.testing.assert_allclose(by_level.uncertainty, by_chunks.uncertainty, rtol=1e-5)
+        assert np.isfinite(by_level.uncertainty).all()
+        # Under new metadata the level search fuses cells; the store answers a no-metadata one.
+        assert (by_level.attrs["fused"] > 0) == (first and not masked)
+    assert engine.gallery(level, Metadata.none()).backend == backend
+
+
+def test_level_search_recall_under_random_metadata(app_factory, monkeypatch):
+    """On the test store with a small sample (so the surrogate really predicts): recall@10 of
+    the level search against the chunk-by-chunk exhaustive answer >= 0.95 under random
+    metadata, and every answer it marks exact is the exhaustive one."""
+    import server.engine as engine_mod
+    from embeddings_store.search import SearchBudget
+
+    app = app_factory()
+    engine, registry = app.state.svc.engine, app.state.svc.registry
+    engine.search_budget = SearchBudget(sample=96, sample_chunks=6, max_fused=600, first_batch=8)
+    level, bbox = engine.level(1), BBox(-104.0, 36.0, -99.0, 40.0)
+    rng = np.random.default_rng(11)
+    recalls, exact = [], 0
+    for trial in range(6):
+        source = str(rng.choice(["inat", "yfcc", "freesound", "aporee"]))
+        meta = Metadata(int(rng.integers(1, 13)), int(rng.integers(0, 24)), source)
+        for text in ("owls", "rain on a tin roof", f"traffic {trial}"):
+            _, query = registry.register_text(text)
+            monkeypatch.setattr(engine_mod, "GALLERY_MIN_CHUNKS", 10_000)
+            truth = engine.top_k(query, meta, level, bbox, 10)
+            monkeypatch.setattr(engine_mod, "GALLERY_MIN_CHUNKS", 0)
+            got = engine.top_k(query, meta, level, bbox, 10)
+            pairs = set(zip(truth.lat.values.tolist(), truth.lon.values.tolist(), strict=True))
+            found = set(zip(got.lat.values.tolist(), got.lon.values.tolist(), strict=True))
+            recalls.append(len(pairs & found) / 10)
+            assert got.attrs["searched"] == truth.attrs["searched"]
+            if got.attrs["exact"]:
+                exact += 1
+                np.testing.assert_allclose(got.score, truth.score, atol=1e-5)
+                np.testing.assert_allclose(got.lat, truth.lat)
+    assert np.mean(recalls) >= 0.95, recalls
+    assert exact >= 12
 
 
 def test_web_folder_is_served_with_csp(app_factory, tmp_path):
