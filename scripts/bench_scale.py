@@ -7,6 +7,8 @@ Starts `soundscape serve` on the given (default: demo) store and times:
 * a 1400 x 900 px view (all its tiles, six connections as a browser opens) under a new
   (query, metadata);
 * the 24 hours of that view (a time-lapse, every frame's tiles) under a new query;
+* the same view and time-lapse prepared as one batch job (POST /views/...; the page does this
+  for its time-lapse), then fetched, as the page's tiles then are;
 * the server's resident memory afterwards.
 
     .venv/bin/python scripts/bench_scale.py [--store S --checkpoint C] [--quick] [--json F]
@@ -116,6 +118,49 @@ def exhaustive_recall(
     return {"recall_at_10_mean": float(np.mean(recalls)), "recall_at_10_min": min(recalls)}
 
 
+def tiles_bbox(tiles) -> str:
+    """A bbox param whose covering tiles are exactly `tiles` (their union, a hair inside)."""
+    boxes = [mercantile.bounds(t) for t in tiles]
+    eps = 1e-6
+    return ",".join(f"{v:.7f}" for v in (min(b.west for b in boxes) + eps,
+                                         min(b.south for b in boxes) + eps,
+                                         max(b.east for b in boxes) - eps,
+                                         max(b.north for b in boxes) - eps))  # fmt: skip
+
+
+def bench_view_batched(client: httpx.Client, texts: list[str], tiles, repeats: int) -> dict:
+    """POST /views/... for the view under a new (query, metadata), then GET all its tiles."""
+    times, prepare = [], []
+    z, box = tiles[0].z, tiles_bbox(tiles)
+    for i in range(repeats):
+        qs = f"month={1 + (i + 6) % 12}&hour={(4 + 5 * i) % 24}&asource={SOURCES[(i + 1) % 4]}"
+        text = f"{texts[i % len(texts)]} in the distance"
+        t = time.perf_counter()
+        r = client.post(f"/views/tiles/{text}/{z}?bbox={box}&{qs}")
+        r.raise_for_status()
+        assert r.json()["tiles"] == len(tiles), r.json()
+        prepare.append((time.perf_counter() - t) * 1000)
+        fetch_all(client, [f"/tiles/{text}/{t.z}/{t.x}/{t.y}.png?{qs}" for t in tiles])
+        times.append((time.perf_counter() - t) * 1000)
+    return {"tiles": len(tiles), **stats(times), "prepare_p50_ms": float(np.median(prepare))}
+
+
+def bench_timelapse_batched(client: httpx.Client, text: str, tiles, month: int) -> dict:
+    """The 24 hourly frames prepared by one POST /views/... (hours=0..23), then fetched."""
+    z, box = tiles[0].z, tiles_bbox(tiles)
+    hours = ",".join(map(str, range(24)))
+    t = time.perf_counter()
+    r = client.post(f"/views/tiles/{text}/{z}?bbox={box}&month={month}&hours={hours}"
+                    "&scale=absolute")  # fmt: skip
+    r.raise_for_status()
+    prepared = (time.perf_counter() - t) * 1000
+    urls = [f"/tiles/{text}/{t.z}/{t.x}/{t.y}.png?month={month}&hour={h}&scale=absolute"
+            for h in range(24) for t in tiles]  # fmt: skip
+    fetch_all(client, urls)
+    return {"tiles": len(urls), "wall_ms": round((time.perf_counter() - t) * 1000, 1),
+            "prepare_ms": round(prepared, 1)}  # fmt: skip
+
+
 def bench_view(client: httpx.Client, texts: list[str], tiles, repeats: int) -> dict:
     """All tiles of the view, each time under a new (query, metadata)."""
     times = []
@@ -169,6 +214,9 @@ def main() -> int:
                                                          args.repeats)  # fmt: skip
                 res["view"] = bench_view(client, texts, tiles, args.repeats)
                 res["timelapse"] = bench_timelapse(client, "rain and thunder", tiles, month=7)
+                res["view_batched"] = bench_view_batched(client, texts, tiles, args.repeats)
+                res["timelapse_batched"] = bench_timelapse_batched(client, "wind in the trees",
+                                                                   tiles, month=10)  # fmt: skip
             res["server_rss_mib"] = round(server.rss_mb, 1)  # workers included
         finally:
             server.stop()
@@ -177,6 +225,7 @@ def main() -> int:
                                            level, answers)  # fmt: skip
     print(json.dumps(res, indent=2))
     t, v, tl = res["top_k_cold"], res["view"], res["timelapse"]
+    vb, tb = res["view_batched"], res["timelapse_batched"]
     print(f"\n| measurement | figure |\n|---|---|\n"
           f"| cold top-10 of the store ({cells:,} cells), new metadata | p50 {t['p50_ms']:.0f} ms, "
           f"max {t['max_ms']:.0f} ms, exact {t['exact_share']:.0%}, recall@10 "
@@ -186,6 +235,10 @@ def main() -> int:
           f"p50 {v['p50_ms']:.0f} ms, max {v['max_ms']:.0f} ms |\n"
           f"| 24-hour time-lapse of the view ({tl['tiles']} tiles) | "
           f"{tl['wall_ms'] / 1000:.2f} s |\n"
+          f"| the view prepared in one batch (POST /views/...), then its tiles fetched | "
+          f"p50 {vb['p50_ms']:.0f} ms, max {vb['max_ms']:.0f} ms |\n"
+          f"| the time-lapse prepared in one batch (24 hours), then its tiles fetched | "
+          f"{tb['wall_ms'] / 1000:.2f} s |\n"
           f"| server RSS after | {res['server_rss_mib']:.0f} MiB |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

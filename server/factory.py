@@ -26,6 +26,7 @@ from embeddings_store.sounds.gallery import CLIP_ID_PATTERN, MEDIA_TYPES, SoundG
 from model.errors import (
     InputError,
     NotFoundError,
+    OutOfRangeError,
     RateLimitedError,
     TooLargeError,
     UnknownQueryError,
@@ -45,7 +46,9 @@ from server.models import (
     SimilarityResult,
     TextQuery,
     TileJSON,
+    ViewOut,
     parse_bbox_param,
+    parse_hours_param,
     point_levels,
     similarity_request,
     similarity_results,
@@ -69,6 +72,7 @@ from server.queries import (
 from server.render import HEATMAP_COLORMAPS, UNCERTAINTY_COLORMAPS, palette
 from server.service import Service
 from server.tiles import DEFAULT_COLORMAP, SCALES, Scale, TileRequest
+from server.views import ViewPreparer, view_tiles
 
 QueryPath = Annotated[
     str,
@@ -178,6 +182,7 @@ class SoundscapeFactory:
     def register_routes(self) -> None:
         """Register every route family."""
         self.tile_routes()
+        self.view_routes()
         self.compare_route()
         self.query_routes()
         self.legend_route()
@@ -289,6 +294,84 @@ class SoundscapeFactory:
             tiles.address(tile.z, tile.x, tile.y)
             key = tiles.imagery_key(tile.z, tile.x, tile.y)
             return await self.png(request, "imagery", key, tiles.imagery, tile.z, tile.x, tile.y)
+
+    def view_routes(self) -> None:
+        """A whole view (and its hours) prepared as one job: its tiles end up in the cache."""
+        svc, Level = self.svc, self.level_query
+        preparer = ViewPreparer(svc.tiles, svc.settings.workers_threads)
+        bbox_doc = "the view: west,south,east,north in degrees"
+        hours_doc = "time-lapse frames: distinct hours 0..23 (each replaces the metadata's hour)"
+        Bbox = Annotated[str, Query(pattern=BBOX_PATTERN, description=bbox_doc)]
+        Hours = Annotated[
+            str | None, Query(pattern=r"^\d{1,2}(,\d{1,2}){0,23}$", description=hours_doc)
+        ]
+
+        async def prepare(
+            z: int, bbox: str, hours: str | None, make: Callable[[int, int, Any], TileRequest],
+            meta: Any, level: int | None, query: tuple[str, QueryEmbedding] | None,
+        ) -> ViewOut:  # fmt: skip
+            box = parse_bbox_param(bbox).as_tuple()
+            hour_list = parse_hours_param(hours) if hours else None
+            metas = [meta.replace(hour=h) for h in hour_list] if hour_list else [meta]
+            lo, hi = svc.engine.zoom_range
+            if not lo <= z <= hi:
+                raise OutOfRangeError(f"zoom {z} is outside this store's zoom range {lo}..{hi}")
+            tiles = view_tiles(box, z)
+            if len(tiles) * len(metas) > svc.settings.max_view_tiles:
+                raise TooLargeError(
+                    f"the view needs {len(tiles)} tiles x {len(metas)} frames; at most "
+                    f"{svc.settings.max_view_tiles} tiles per request: zoom in or ask fewer hours"
+                )
+            lv = svc.tiles.address(tiles[0].z, tiles[0].x, tiles[0].y, level)
+            frames = [[make(t.x, t.y, m) for t in tiles] for m in metas]
+            qid, emb = query if query else (None, None)
+            report = await svc.executor.run(preparer.prepare, frames, lv, qid, emb)
+            return ViewOut(tiles=report.tiles, frames=report.frames, hours=hour_list,
+                           rendered=report.rendered, chunks=report.fused_chunks,
+                           seconds=round(report.seconds, 3))  # fmt: skip
+
+        @self.router.post(
+            "/views/tiles/{query:path}/{z}", response_model=ViewOut, tags=["tiles"],
+            summary="Prepare every heatmap tile of a view (and its hours) in one job",
+            dependencies=[Depends(self.rate_limited)],
+            responses=responses(404, 413, 422, 429, 503),
+        )  # fmt: skip
+        async def heatmap_view(
+            query: QueryPath,
+            z: Annotated[int, Path(ge=0, le=30, description="web zoom")],
+            bbox: Bbox,
+            meta: self.Meta,
+            render: self.HeatmapRender,
+            level: Level = None,
+            hours: Hours = None,
+        ) -> ViewOut:
+            resolved = await self.resolve(query)
+
+            def make(x: int, y: int, m: Any) -> TileRequest:
+                return TileRequest(z, x, y, m, level, render.scale, render.colormap.value,
+                                   render.ramp)  # fmt: skip
+
+            return await prepare(z, bbox, hours, make, meta.metadata, level, resolved)
+
+        @self.router.post(
+            "/views/uncertainty/{z}", response_model=ViewOut, tags=["tiles"],
+            summary="Prepare every uncertainty tile of a view (and its hours) in one job",
+            dependencies=[Depends(self.rate_limited)],
+            responses=responses(404, 413, 422, 429, 503),
+        )  # fmt: skip
+        async def uncertainty_view(
+            z: Annotated[int, Path(ge=0, le=30, description="web zoom")],
+            bbox: Bbox,
+            meta: self.Meta,
+            render: self.UncertaintyRender,
+            level: Level = None,
+            hours: Hours = None,
+        ) -> ViewOut:
+            def make(x: int, y: int, m: Any) -> TileRequest:
+                return TileRequest(z, x, y, m, level, "relative", render.colormap.value,
+                                   render.ramp)  # fmt: skip
+
+            return await prepare(z, bbox, hours, make, meta.metadata, level, None)
 
     def compare_route(self) -> None:
         """Difference tiles: one query or time against another."""

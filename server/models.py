@@ -254,6 +254,25 @@ def point_levels(found: list[tuple[int, xr.Dataset]]) -> list[PointLevel]:
     return out
 
 
+class ViewOut(BaseModel):
+    """POST /views/... answer: what preparing the view did (its tiles are now cached)."""
+
+    tiles: int = Field(..., description="tiles of every frame, now in the tile cache")
+    frames: int = Field(..., description="frames (one per hour asked, else one)")
+    hours: list[int] | None = Field(None, description="the frames' hours, if asked")
+    rendered: int = Field(..., description="tiles drawn by this request (others were cached)")
+    chunks: int = Field(..., description="fused chunks not in this worker's memory before")
+    seconds: float
+
+
+def parse_hours_param(text: str) -> list[int]:
+    """An `hours=0,1,...` query value: distinct hours 0..23 in the given order."""
+    hours = [int(v) for v in text.split(",")]
+    if any(not 0 <= h <= 23 for h in hours) or len(set(hours)) != len(hours):
+        raise InputError(f"hours {text!r}: give distinct hours in 0..23")
+    return hours
+
+
 def parse_bbox_param(text: str) -> BBox:
     """A `bbox=W,S,E,N` query value (its shape is checked by the schema's pattern)."""
     try:

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     max_map_cells: int = Field(
         2_000_000, ge=1, description="cells one GET /maps/{query}.tif may export (else 413)"
     )
+    max_view_tiles: int = Field(
+        1536, ge=1, description="tiles (all frames) one POST /views/... may prepare (else 413)"
+    )
     gallery_mb: int = Field(1024, ge=1, description="memory for whole-level similarity matrices")
     top_k_max_fused: int = Field(
         16384, ge=0,

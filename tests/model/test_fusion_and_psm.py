@@ -106,3 +106,33 @@ def test_stereo_and_resampled_audio(tiny_model):
 
 def test_match_parameters(tiny_model):
     assert tiny_model.match_parameters() == (5.0, 5.0)
+
+
+def test_a_few_cells_fuse_to_the_bits_they_get_among_many(tiny_model):
+    """A map's corner cell fused alone must equal the same cell fused with its chunk, or a tile
+    would depend on which neighbour was cached first (tests/server/test_views.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the server's jobs run
+    try:
+        check_few_rows(tiny_model)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def check_few_rows(tiny_model) -> None:
+    from model.inference import fuse_embeddings
+    from model.metadata import Metadata
+
+    rng = np.random.default_rng(0)
+    dim = tiny_model.config.embed_dim
+    h = rng.normal(size=(64, dim)).astype(np.float32)
+    lat, lon = rng.uniform(25, 49, 64), rng.uniform(-120, -70, 64)
+    meta = Metadata(3, 4, "yfcc")
+    tiny_model.eval()
+    whole = fuse_embeddings(tiny_model, h, lat, lon, meta)
+    for n in (1, 2, 3, 5, 7, 9, 15, 16, 17):
+        part = fuse_embeddings(tiny_model, h[5 : 5 + n], lat[5 : 5 + n], lon[5 : 5 + n], meta)
+        assert part.mu.shape == (n, dim) and part.c.shape == (n,)
+        assert np.array_equal(part.mu, whole.mu[5 : 5 + n]), n
+        assert np.array_equal(part.c, whole.c[5 : 5 + n]), n
+        assert np.array_equal(part.uncertainty, whole.uncertainty[5 : 5 + n]), n

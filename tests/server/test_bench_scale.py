@@ -25,6 +25,10 @@ def test_bench_scale_quick_smoke(tiny_store, tiny_checkpoint, tmp_path):
     data = json.loads(out.read_text())
     assert data["top_k_cold"]["n"] == 2 and data["top_k_cold"]["exact"] is True
     assert data["view"]["tiles"] >= 24 and data["timelapse"]["tiles"] == 24 * data["view"]["tiles"]
+    assert data["view_batched"]["tiles"] == data["view"]["tiles"]
+    assert data["timelapse_batched"]["tiles"] == data["timelapse"]["tiles"]
+    assert 0 < data["timelapse_batched"]["prepare_ms"] <= data["timelapse_batched"]["wall_ms"]
+    assert data["top_k_cold"]["recall_at_10_mean"] > 0
     assert data["server_rss_mib"] > 0
 
 

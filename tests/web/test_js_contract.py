@@ -207,3 +207,36 @@ def test_words_fading_and_new_url_keys():
     assert out["pct"] == ["0.56 %", "3.34 %"]
     assert out["url"] == "?q=birds&scale=percentile&fade=0&labels=0"
     assert out["defaults"] == "?q=birds"
+
+
+VIEW_SCRIPT = """
+import { heatmapUrl, uncertaintyUrl, compareUrl, viewUrl } from './web/js/tiles.js';
+const [id, bounds, z] = JSON.parse(process.argv[1]);
+const state = { month: 7, hour: 5, asource: null, tsource: null, location: true, level: 'auto',
+  scale: 'relative', colormap: 'magma', playing: true, sameScale: true };
+console.log(JSON.stringify([
+  viewUrl(heatmapUrl(id, state, null), z, bounds, [5, 6]),
+  viewUrl(uncertaintyUrl(state, null), z, bounds, [5]),
+  viewUrl(compareUrl(id, id, state, null), z, bounds, [5]),
+]));
+"""
+
+
+def test_the_page_asks_for_views_the_server_prepares(api):
+    """web/js/tiles.js turns a layer's tile template into the POST /views/... of its view; the
+    server must accept exactly what the page sends (same parameters, hours, bbox)."""
+    info = api.get("/api/info").json()
+    w, s, e, n = info["store"]["bounds"]
+    qid = api.post("/queries", json={"text": "birds at dawn"}).json()["id"]
+    z = info["zoom_range"][0] + 1
+    view = [w + (e - w) * 0.4, s + (n - s) * 0.4, w + (e - w) * 0.5, s + (n - s) * 0.5]
+    run = subprocess.run([node(), "--input-type=module", "-e", VIEW_SCRIPT,
+                          json.dumps([qid, view, z])],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    heat, unc, compare = json.loads(run.stdout)
+    assert compare is None  # compare tiles are not prepared in batches
+    for url, frames in ((heat, 2), (unc, 1)):
+        r = api.post(url)
+        assert r.status_code == 200, (url, r.text)
+        assert r.json()["frames"] == frames and r.json()["tiles"] >= frames

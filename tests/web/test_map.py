@@ -233,6 +233,10 @@ def test_time_lapse_plays_through_the_hours(map_page):
     open_map(map_page)
     settled_tiles(page)
     assert page.is_checked("#same-scale")  # on by default
+    asked: list[str] = []
+    views: list[tuple[str, int]] = []
+    page.on("request", lambda r: asked.append(r.url) if "/views/" in r.url else None)
+    page.on("response", lambda r: views.append((r.url, r.status)) if "/views/" in r.url else None)
     page.click("#play")
     assert page.get_attribute("#play", "aria-pressed") == "true"
     seen: list[int] = []
@@ -258,6 +262,14 @@ def test_time_lapse_plays_through_the_hours(map_page):
     page.click("#play")
     assert page.get_attribute("#play", "aria-pressed") == "false"
     assert seen[:3] == [0, 1, 2], seen
+    # The hours of the view were asked of the server as one batch, in playing order.
+    assert len(asked) == 1, asked
+    assert "hours=0%2C1%2C2%2C3" in asked[0] and "scale=absolute" in asked[0], asked
+    for _ in range(600):
+        if views:
+            break
+        page.wait_for_timeout(100)
+    assert views == [(asked[0], 200)], views
     assert len(ranges) == 1, ranges  # the legend shows one range for every frame
     # Paused, the map returns to its own (relative) range.
     tiles = settled_tiles(page, url_has=f"hour={seen[-1]}&scale=relative")

@@ -17,7 +17,14 @@ import { bindQueryInputs, reflectQuery, showHint } from './query.js';
 import { bindPlaceSearch } from './search.js';
 import { compareActive, fromUrl, Store, toUrl } from './state.js';
 import { clearError, initStatus, showError } from './status.js';
-import { compareUrl, heatmapUrl, storeBounds, uncertaintyUrl, zoomOptions } from './tiles.js';
+import {
+  compareUrl,
+  heatmapUrl,
+  storeBounds,
+  uncertaintyUrl,
+  viewUrl,
+  zoomOptions,
+} from './tiles.js';
 import { TimeLapse } from './timelapse.js';
 
 const HEAT_KEYS = [
@@ -276,11 +283,42 @@ async function boot() {
     $('map-clock').hidden = !parts.length;
   }
 
+  // While the time-lapse plays, the server prepares every hour of the view in one batch job
+  // (POST /views/..., docs/ARCHITECTURE.md "Views and time-lapses"); the frames' tiles are then
+  // cache hits, or wait for the batch's own work instead of repeating it. Asked again only when
+  // the view or the layer changes.
+  let preparedViews = '';
+  function prepareHours(s, first) {
+    const opts = zoomOptions(info, s);
+    const z = Math.max(opts.minZoom, Math.min(Math.round(map.getZoom()), opts.maxNativeZoom));
+    const b = map.getBounds();
+    const bounds = [
+      Math.max(b.getWest(), -180), Math.max(b.getSouth(), -85),
+      Math.min(b.getEast(), 180), Math.min(b.getNorth(), 85),
+    ];
+    const [h0, h1] = info.vocabulary.hours;
+    const hours = [];
+    for (let i = 0, h = first; i <= h1 - h0; i += 1, h = h >= h1 ? h0 : h + 1) hours.push(h);
+    const templates = [];
+    if (queryId && s.heat) templates.push(heatUrl(s, null));
+    if (s.unc) templates.push(uncertaintyUrl(s, null));
+    const urls = templates.map((t) => viewUrl(t, z, bounds, hours)).filter(Boolean);
+    const key = urls.map((u) => u.replace(/&hours=[^&]*/, '')).join(' ');
+    if (!urls.length || key === preparedViews) return;
+    preparedViews = key;
+    for (const url of urls) {
+      // Best effort: a refused batch (too large a view, a busy server) leaves the frames to
+      // load tile by tile as before.
+      fetch(url, { method: 'POST', credentials: 'same-origin' }).catch(() => {});
+    }
+  }
+
   const timelapse = new TimeLapse(
     store,
     async (hours) => {
       const s = store.get();
       const opts = zoomOptions(info, s);
+      prepareHours(s, hours[0]);
       const heatUrls = queryId && s.heat ? hours.map((h) => heatUrl(s, h)) : [];
       const uncUrls = s.unc ? hours.map((h) => uncertaintyUrl(s, h)) : [];
       heat.pin(heatUrls);
@@ -292,6 +330,7 @@ async function boot() {
     },
     info.vocabulary.hours,
     () => {
+      preparedViews = '';
       heat.pin([]);
       unc.pin([]);
       places.schedule(context, 0);

@@ -37,6 +37,26 @@ export function uncertaintyUrl(state, hour = state.hour) {
 }
 
 /**
+ * The batch route that prepares every tile of a layer's view for the given hours in one server
+ * job (POST /views/...), from the layer's own tile template: the same query and parameters, the
+ * view's bounds [west, south, east, north] and web zoom. Null for layers it does not serve
+ * (compare tiles).
+ */
+export function viewUrl(template, z, bounds, hours) {
+  if (!template.includes('/{z}/{x}/{y}.png')) return null;
+  let path = template.replace('/{z}/{x}/{y}.png', `/${z}`);
+  if (path.startsWith('/tiles/')) path = `/views${path}`;
+  else if (path.startsWith('/uncertainty/')) path = `/views${path}`;
+  else return null;
+  const [base, query = ''] = path.split('?');
+  const params = new URLSearchParams(query);
+  params.delete('hour');
+  params.set('bbox', bounds.map((v) => v.toFixed(6)).join(','));
+  params.set('hours', hours.join(','));
+  return `${base}?${params.toString()}`;
+}
+
+/**
  * Leaflet zoom options for the level setting: with a fixed PSM level, tiles exist only between
  * its zooms; beyond its finest, Leaflet magnifies the finest tiles instead of asking for more.
  */
