@@ -34,6 +34,59 @@ from model.metadata import encode_latlong
 # Location encoding columns (sin/cos of latitude and longitude) plus a constant.
 EXTRA_FEATURES = 5
 RIDGE = 1e-4
+# Rows per block when a float16 matrix is multiplied (bounds the float32 copy).
+BLOCK_ROWS = 1 << 18
+
+
+@dataclass(frozen=True)
+class CellMatrix:
+    """Augmented vectors [mu, -c/2] of many cells, held compactly: `mu` in float16 when that is
+    exact (a store keeps mu0 in float16), the last column in float32. Products go block by
+    block, so a world-size level costs its float16 bytes, never a float32 copy."""
+
+    mu: np.ndarray  # (N, D) float16 or float32
+    tail: np.ndarray  # (N,) float32: -c/2
+
+    @classmethod
+    def of(cls, aug: np.ndarray, half: bool) -> CellMatrix:
+        """From (N, D+1) float32 rows; `half` stores mu in float16 (exact only if it came so)."""
+        mu = aug[:, :-1].astype(np.float16 if half else np.float32)
+        return cls(mu, np.ascontiguousarray(aug[:, -1], np.float32))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(N, D+1)."""
+        return self.mu.shape[0], self.mu.shape[1] + 1
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held (a file-mapped `mu` is the page cache's, not counted)."""
+        mapped = isinstance(self.mu, np.memmap)
+        return (0 if mapped else self.mu.nbytes) + self.tail.nbytes
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """(len(idx), D+1) float32 rows."""
+        return np.concatenate([self.mu[idx].astype(np.float32), self.tail[idx, None]], axis=1)
+
+    def dot(self, vec: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
+        """Inner products of rows (all, or `idx`) with a (D+1,) vector, float32."""
+        vec = np.asarray(vec, np.float32)
+        head, last = vec[:-1], vec[-1]
+        n = self.mu.shape[0]
+        if idx is not None and idx.size * 4 < n:
+            out = np.empty(idx.size, np.float32)
+            for b in range(0, idx.size, BLOCK_ROWS):
+                part = idx[b : b + BLOCK_ROWS]
+                out[b : b + part.size] = self.mu[part].astype(np.float32) @ head
+            return out + self.tail[idx] * last
+        if self.mu.dtype == np.float32:
+            full = self.mu @ head + self.tail * last
+        else:
+            full = np.empty(n, np.float32)
+            for b in range(0, n, BLOCK_ROWS):
+                full[b : b + BLOCK_ROWS] = self.mu[b : b + BLOCK_ROWS].astype(np.float32) @ head
+            full += self.tail * last
+        return full if idx is None else full[idx]
 
 
 @dataclass(frozen=True)
@@ -104,7 +157,7 @@ class Surrogate:
 class Candidates:
     """The cells a search may name: rows of a level-wide no-metadata matrix."""
 
-    base: np.ndarray  # (N, D+1) no-metadata augmented vectors (all rows of the level)
+    base: CellMatrix  # no-metadata augmented vectors (all rows of the level)
     extra: np.ndarray  # (N, 5) location features
     pool: np.ndarray  # (P,) rows inside the request's bbox and eligible
 
@@ -112,7 +165,7 @@ class Candidates:
         """Predicted inner products <fused(row), query> (float32)."""
         w = weights @ query
         d1 = self.base.shape[1]
-        return self.base[rows] @ w[:d1] + self.extra[rows] @ w[d1:]
+        return self.base.dot(w[:d1], rows) + self.extra[rows] @ w[d1:]
 
 
 @dataclass(frozen=True)
@@ -150,7 +203,7 @@ def sample_rows(
 def build_surrogate(cands: Candidates, rows: np.ndarray, fuse_rows: FuseRows) -> Surrogate:
     """Fuse `rows` exactly and fit the surrogate on them."""
     aug, unc = fuse_rows(rows)
-    weights = fit_surrogate(cands.base[rows], cands.extra[rows], aug)
+    weights = fit_surrogate(cands.base.rows(rows), cands.extra[rows], aug)
     sur = Surrogate(weights)
     sur.add(rows, aug, unc)
     return sur

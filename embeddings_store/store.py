@@ -374,6 +374,16 @@ class EmbeddingStore:
                 arrays[name][dst] = self.array(lv.psm_zoom, name)[rows, cols]
         return Cells(extent, **arrays)
 
+    def read_band(self, psm_zoom: int, ty: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Arrays of one row of chunks (the level's full width): a whole level read band by band
+        costs a few large reads instead of one small read per chunk and array."""
+        ext = self.extent(psm_zoom)
+        if not ext.ty0 <= ty <= ext.ty1:
+            raise StoreError(f"chunk row {ty} is outside level psm{psm_zoom}'s extent")
+        r0 = (ty - ext.ty0) * ext.level.n
+        rows = slice(r0, r0 + ext.level.n)
+        return {name: np.asarray(self.array(psm_zoom, name)[rows]) for name in names}
+
     def to_xarray(self, psm_zoom: int):  # -> xarray.Dataset
         """The level as an xarray Dataset (lazy, dask-backed), local or on object storage."""
         import xarray as xr

@@ -71,7 +71,9 @@ def rss_mb(pid: int) -> float:
 class Server:
     """`soundscape serve` in a subprocess."""
 
-    def __init__(self, store: str, checkpoint: str, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, store: str, checkpoint: str, env: dict[str, str], log: Path, ready_s: float = 120
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port),
@@ -91,8 +93,8 @@ class Server:
                     break
             except httpx.HTTPError:
                 pass
-            if time.monotonic() - t0 > 120:
-                raise RuntimeError("server not ready after 120 s")
+            if time.monotonic() - t0 > ready_s:
+                raise RuntimeError(f"server not ready after {ready_s:g} s")
             time.sleep(0.05)
         self.ready_s = time.monotonic() - t0
 

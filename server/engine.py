@@ -7,10 +7,14 @@ Blocking calls (run them in the executor).
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property
+from pathlib import Path
 
 import mercantile
 import numpy as np
@@ -19,7 +23,7 @@ import xarray as xr
 
 from embeddings_store.coverage import LevelCoverage, level_coverage
 from embeddings_store.export import cog_bytes
-from embeddings_store.fusion import FusedCells, fuse_cells_at
+from embeddings_store.fusion import FusedCells, fuse_h_at
 from embeddings_store.grid import (
     CellExtent,
     Level,
@@ -53,16 +57,24 @@ from embeddings_store.timesweep import DEFAULT_SWEEP_CELLS, sweep_values, time_s
 from model.checkpoint import calibration_digest
 from model.errors import OutOfRangeError
 from model.metadata import Metadata
-from model.scoring import QueryEmbedding, augment_query, match_probability, score_from_inner_product
+from model.scoring import (
+    QueryEmbedding,
+    augment_cells,
+    augment_query,
+    match_probability,
+    score_from_inner_product,
+)
 from server.cache import TieredCache
 from server.fused import CachedFusion
-from server.gallery import Gallery, build_gallery, pick_backend
+from server.gallery import Gallery, build_gallery, level_h, pick_backend
 from server.render import percentile_range, summary_range
 
 # Time sweeps (query-independent, about 1 MB each at the demo's width) kept in memory.
 MAX_SWEEPS = 8
 # A bbox spanning more chunks than this is searched in the level's gallery (one matrix).
 GALLERY_MIN_CHUNKS = 64
+# What a no-metadata gallery reads from a store that keeps its precomputed cells.
+PRECOMPUTED_ARRAYS = ("valid", "mu0", "c0", "u0")
 # (level, metadata) surrogates of the top-k search kept (each holds the cells it fused).
 MAX_SURROGATES = 16
 
@@ -75,7 +87,7 @@ class Engine:
         model: torch.nn.Module,
         store: EmbeddingStore,
         cache: TieredCache,
-        range_max_cells: int = 200_000,
+        range_max_cells: int = 16_384,
         gallery_mb: int = 1024,
         similarity_backend: str = "auto",
         precision: str = "auto",
@@ -98,6 +110,8 @@ class Engine:
         self.backend = pick_backend(similarity_backend)
         self._galleries: OrderedDict[tuple[int, str], Gallery] = OrderedDict()
         self._gallery_lock = threading.Lock()
+        self._spill: Path | None = None
+        self._level_h: dict[int, np.ndarray] = {}
         self.levels = store.levels
         self.zoom_range = web_zoom_range(self.levels)
         # What the page draws by (/api/info): each level's web zooms when named, the auto runs.
@@ -344,7 +358,9 @@ class Engine:
         cands = self.candidates(level, base, bbox, eligible)
         qa = augment_query(query.mu)
         if self.fusion.from_store(metadata):
-            inner, picked = base.search(qa, k, np.isin(np.arange(base.cx.size), cands.pool))
+            mask = np.zeros(base.cx.size, bool)
+            mask[cands.pool] = True
+            inner, picked = base.search(qa, k, mask)
             result = SearchResult(picked, inner, base.unc[picked], True, 0, cands.pool.size, 0.0)
         else:
             result = self.surrogate_search(level, metadata, base, cands, qa, k)
@@ -354,32 +370,31 @@ class Engine:
             "probability": match_probability(score, *self.model.match_parameters(query.kind)),
             "uncertainty": result.unc,
         }
-        rows = result.rows
-        cx, cy = base.cx[rows], base.cy[rows]
+        cx, cy = base.cx[result.rows], base.cy[result.rows]
         attrs = region_attrs(self.store, query, metadata, level)
         attrs |= {"exact": int(result.exact), "fused": result.fused, "searched": result.pool}
         return cells_dataset(
-            values, level.cell_centers_x(cx), level.cell_centers_y(cy), base.lat[rows],
-            base.lon[rows], attrs,
+            values, level.cell_centers_x(cx), level.cell_centers_y(cy),
+            level.cell_centers_lat(cy), level.cell_centers_lon(cx), attrs,
         )  # fmt: skip
 
     def candidates(
         self, level: Level, base: Gallery, bbox: BBox, eligible: np.ndarray
     ) -> Candidates:
-        """The level's no-metadata cells as search candidates, the pool cut to the bbox."""
+        """The level's no-metadata cells as search candidates, the pool cut to the bbox (the
+        cells whose centres it holds, as `score_region` takes them)."""
         held = self.store.extent(level.psm_zoom).cells
-        w, s, e, n = bbox.as_tuple()
-        inside = (base.lat >= s) & (base.lat <= n) & (base.lon >= w) & (base.lon <= e)
+        inside = base.inside(CellExtent.for_bbox(level, bbox.as_tuple()))
         inside &= eligible[base.cy - held.cy0, base.cx - held.cx0]
-        assert base.vectors is not None, "the no-metadata gallery is a numpy matrix"
-        return Candidates(base.vectors, self.search_features(level, base), np.flatnonzero(inside))
+        return Candidates(base.matrix, self.search_features(level, base), np.flatnonzero(inside))
 
     def search_features(self, level: Level, base: Gallery) -> np.ndarray:
         """The surrogate's location columns of a level's gallery rows (computed once)."""
         with self._search_lock:
             found = self._extras.get(level.psm_zoom)
             if found is None or found.shape[0] != base.cx.size:
-                found = location_features(base.lat, base.lon)
+                found = location_features(level.cell_centers_lat(base.cy),
+                                          level.cell_centers_lon(base.cx))  # fmt: skip
                 self._extras[level.psm_zoom] = found
             return found
 
@@ -389,10 +404,15 @@ class Engine:
     ) -> SearchResult:  # fmt: skip
         """Top-k by `search_top_k`, fitting (and keeping) the metadata's surrogate first."""
 
+        h = self.level_h(level, base)
+
         def fuse_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            fused = fuse_cells_at(self.model, self.store, level, base.cx[rows], base.cy[rows],
-                                  metadata, self.precision)  # fmt: skip
-            return fused.aug, fused.unc
+            order = np.argsort(rows)  # a mapped h reads best in file order
+            fused = fuse_h_at(self.model, h[rows[order]], level, base.cx[rows[order]],
+                              base.cy[rows[order]], metadata, self.precision)  # fmt: skip
+            back = np.empty_like(order)
+            back[order] = np.arange(order.size)
+            return fused.aug[back], fused.unc[back]
 
         key = (level.psm_zoom, metadata.key())
         # One search at a time: searches add fused rows to the shared surrogate, and each one
@@ -402,7 +422,7 @@ class Engine:
             if sur is None:
                 held = self.store.extent(level.psm_zoom).cells
                 eligible = self.eligible(level)[base.cy - held.cy0, base.cx - held.cx0]
-                chunk_of_row = (base.cy // level.n) * (1 << 31) + base.cx // level.n
+                chunk_of_row = (base.cy.astype(np.int64) // level.n << 31) + base.cx // level.n
                 rows = sample_rows(np.flatnonzero(eligible), chunk_of_row, self.search_budget,
                                    f"{level.psm_zoom}:{metadata.key()}")  # fmt: skip
                 sur, sampled = build_surrogate(cands, rows, fuse_rows), rows.size
@@ -416,6 +436,33 @@ class Engine:
             ):
                 self._surrogates.popitem(last=False)
             return result
+
+    def level_h(self, level: Level, base: Gallery) -> np.ndarray:
+        """The image embeddings h of the level's valid cells in its gallery's row order (read
+        once, a row of chunks at a time; mapped from a file when larger than half of
+        `gallery_mb`): the cells a top-k search fuses are scattered over the whole level, and
+        reading their chunks one by one would cost more than fusing them."""
+        with self._gallery_lock:
+            found = self._level_h.get(level.psm_zoom)
+            if found is not None and found.shape[0] == base.cx.size:
+                return found
+            ext = self.store.extent(level.psm_zoom)
+            found = level_h(
+                level, list(ext.tiles()),
+                lambda ty: self.store.read_band(level.psm_zoom, ty, ("h", "valid")),
+                ext.tx0, base.cx.size, self.store.embed_dim,
+                (self.spill_dir(), self.gallery_bytes // 2),
+            )  # fmt: skip
+            self._level_h[level.psm_zoom] = found
+            return found
+
+    def spill_dir(self) -> Path:
+        """A folder of this engine's own for matrices larger than `gallery_mb` (removed with
+        the engine)."""
+        if self._spill is None:
+            self._spill = Path(tempfile.mkdtemp(prefix="soundscape-gallery-"))
+            weakref.finalize(self, shutil.rmtree, self._spill, ignore_errors=True)
+        return self._spill
 
     def gallery(self, level: Level, metadata: Metadata) -> Gallery:
         """The level's cells under `metadata` as one searchable matrix (built once, kept)."""
@@ -435,13 +482,28 @@ class Engine:
                 r, c = (ty - ext.ty0) * n, (tx - ext.tx0) * n
                 return valid_all[r : r + n, c : c + n]
 
-            def chunk_of(tx: int, ty: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-                chunk = self.fusion.chunk(level, tx, ty, metadata, cached=cached)
-                return chunk.aug, chunk.unc, chunk.valid
+            band: dict[str, object] = {}
 
-            gallery = build_gallery(
-                level, list(ext.tiles()), valid_of, chunk_of, self.store.embed_dim, self.backend
-            )
+            def chunk_of(tx: int, ty: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                if cached:
+                    chunk = self.fusion.chunk(level, tx, ty, metadata)
+                    return chunk.aug, chunk.unc, chunk.valid
+                # The store's precomputed cells, a row of chunks at a time (tiles() is row-major).
+                if band.get("ty") != ty:
+                    band.clear()
+                    band.update(self.store.read_band(level.psm_zoom, ty, PRECOMPUTED_ARRAYS))
+                    band["ty"] = ty
+                c = slice((tx - ext.tx0) * n, (tx - ext.tx0 + 1) * n)
+                valid = np.asarray(band["valid"])[:, c].reshape(-1)
+                mu0 = np.asarray(band["mu0"])[:, c].reshape(n * n, -1)
+                aug = augment_cells(mu0, np.asarray(band["c0"])[:, c].reshape(-1))
+                return aug, np.asarray(band["u0"])[:, c].reshape(-1), valid
+
+            # A store's mu0 is float16: kept so, a no-metadata gallery is exact at half the bytes.
+            half = self.fusion.from_store(metadata)
+            gallery = build_gallery(level, list(ext.tiles()), valid_of, chunk_of,
+                                    self.store.embed_dim, self.backend, half,
+                                    (self.spill_dir(), self.gallery_bytes))  # fmt: skip
             self._galleries[key] = gallery
             while (
                 len(self._galleries) > 1

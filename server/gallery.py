@@ -10,12 +10,15 @@ moves to the GPUs when faiss-gpu is installed).
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from embeddings_store.grid import Level
+from embeddings_store.grid import CellExtent, Level
+from embeddings_store.search import CellMatrix
 
 log = logging.getLogger("soundscape.gallery")
 
@@ -41,22 +44,24 @@ class Gallery:
     """Valid cells of one level under one metadata: vectors, positions and uncertainty."""
 
     level: Level
-    cx: np.ndarray  # (N,) int64 global cell columns
-    cy: np.ndarray  # (N,) int64 global cell rows
-    lat: np.ndarray  # (N,) float64
-    lon: np.ndarray  # (N,) float64
+    cx: np.ndarray  # (N,) int32 global cell columns
+    cy: np.ndarray  # (N,) int32 global cell rows
     unc: np.ndarray  # (N,) float32, NaN where not known
     backend: str
-    vectors: np.ndarray | None = None  # (N, D+1) float32
-    index: object | None = None  # faiss index for faiss (besides the vectors)
+    matrix: CellMatrix  # the augmented vectors (float16 where exact)
+    index: object | None = None  # faiss index for faiss (besides the matrix)
 
     @property
     def nbytes(self) -> int:
         """Approximate memory held."""
-        n = self.cx.shape[0]
-        dim = self.vectors.shape[1] if self.vectors is not None else self.index.d  # type: ignore[union-attr]
-        copies = 2 if self.vectors is not None and self.index is not None else 1
-        return n * (4 * dim * copies + 8 * 4 + 4)
+        n, dim = self.matrix.shape
+        index = 4 * n * dim if self.index is not None else 0
+        return self.matrix.nbytes + index + n * (4 * 3)
+
+    def inside(self, extent: CellExtent) -> np.ndarray:
+        """Which rows are cells of `extent` (a bbox's cells: the ones whose centres it holds)."""
+        cx, cy = self.cx, self.cy
+        return (cx >= extent.cx0) & (cx < extent.cx1) & (cy >= extent.cy0) & (cy < extent.cy1)
 
     def search(self, query: np.ndarray, k: int, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(inner products, rows) of the k best rows where `mask` is True, best first."""
@@ -66,13 +71,12 @@ class Gallery:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         if self.backend == "faiss":
             return self._search_faiss(query, k, mask)
-        assert self.vectors is not None
         if count < self.cx.shape[0] // 4:  # a small bbox: gather its rows first
             rows = np.flatnonzero(mask)
-            inner = self.vectors[rows] @ query
+            inner = self.matrix.dot(query, rows)
         else:
             rows = None
-            inner = self.vectors @ query
+            inner = self.matrix.dot(query)
             inner[~mask] = -np.inf
         part = np.argpartition(-inner, k - 1)[:k]
         order = part[np.argsort(-inner[part], kind="stable")]
@@ -113,6 +117,51 @@ class Gallery:
             m = min(total, 4 * m)
 
 
+def allocate(shape: tuple[int, int], dtype: type, spill: tuple[Path, int] | None, name: str):
+    """An array in memory, or in a mapped file of `spill`'s folder when larger than its bytes."""
+    if spill is not None and shape[0] * shape[1] * np.dtype(dtype).itemsize > spill[1]:
+        path = spill[0] / f"{name}-{uuid.uuid4().hex}.npy"
+        log.info("%s of %d rows mapped from %s", name, shape[0], path)
+        return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    return np.empty(shape, dtype)
+
+
+def settle(array: np.ndarray) -> np.ndarray:
+    """A written array, read-only mapped again if it lives in a file."""
+    if isinstance(array, np.memmap):
+        array.flush()
+        return np.load(array.filename, mmap_mode="r")
+    return array
+
+
+def level_h(
+    level: Level,
+    tiles: list[tuple[int, int]],
+    band_of: Callable[[int], dict[str, np.ndarray]],
+    x0: int,
+    total: int,
+    dim: int,
+    spill: tuple[Path, int] | None = None,
+) -> np.ndarray:
+    """(total, D) float16 image embeddings h of a level's valid cells, in `build_gallery`'s row
+    order (chunks row-major, cells row-major in a chunk), read a row of chunks at a time by
+    `band_of(ty)` (arrays `h` and `valid` over the level's width; chunk column 0 is tile x0)."""
+    n = level.n
+    out = allocate((total, dim), np.float16, spill, f"h-psm{level.psm_zoom}")
+    pos, band, band_ty = 0, {}, None
+    for tx, ty in tiles:
+        if ty != band_ty:
+            band, band_ty = band_of(ty), ty
+        c = slice((tx - x0) * n, (tx - x0 + 1) * n)
+        valid = band["valid"][:, c].reshape(-1)
+        idx = np.flatnonzero(valid)
+        out[pos : pos + idx.size] = band["h"][:, c].reshape(n * n, dim)[idx]
+        pos += idx.size
+    if pos != total:
+        raise ValueError(f"the level holds {pos} valid cells, its gallery {total}")
+    return settle(out)
+
+
 def build_gallery(
     level: Level,
     tiles: list[tuple[int, int]],
@@ -120,18 +169,25 @@ def build_gallery(
     chunk_of: Callable[[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]],
     dim: int,
     backend: str,
+    half: bool = False,
+    spill: tuple[Path, int] | None = None,
 ) -> Gallery:
     """Assemble a level's valid cells chunk by chunk into one preallocated matrix.
 
     `valid_of(tx, ty)` gives a chunk's validity (cheap), `chunk_of(tx, ty)` its
-    (augmented vectors, uncertainty, valid) arrays.
+    (augmented vectors, uncertainty, valid) arrays; `half` keeps mu in float16 (exact for a
+    store's mu0, which is float16: a world-size level then fits in memory). With `spill` =
+    (folder, bytes), a matrix larger than `bytes` is written to a file in `folder` and mapped.
     """
     n = level.n
     counts = [int(valid_of(tx, ty).sum()) for tx, ty in tiles]
     total = sum(counts)
-    vectors = np.empty((total, dim + 1), np.float32)
-    cx = np.empty(total, np.int64)
-    cy = np.empty(total, np.int64)
+    # Larger than the memory allowed, the matrix lives in a file the scans map.
+    mu = allocate((total, dim), np.float16 if half else np.float32, spill,
+                  f"gallery-psm{level.psm_zoom}")  # fmt: skip
+    tail = np.empty(total, np.float32)
+    cx = np.empty(total, np.int32)
+    cy = np.empty(total, np.int32)
     unc = np.empty(total, np.float32)
     pos = 0
     for (tx, ty), count in zip(tiles, counts, strict=True):
@@ -140,22 +196,22 @@ def build_gallery(
         aug, u, valid = chunk_of(tx, ty)
         idx = np.flatnonzero(valid)[:count]
         end = pos + idx.size
-        vectors[pos:end] = aug[idx]
+        mu[pos:end] = aug[idx, :-1]
+        tail[pos:end] = aug[idx, -1]
         unc[pos:end] = u[idx]
         r, c = np.divmod(idx, n)
         cx0, _, cy0, _ = level.chunk_cells(tx, ty)
         cx[pos:end], cy[pos:end] = cx0 + c, cy0 + r
         pos = end
-    vectors, cx, cy, unc = vectors[:pos], cx[:pos], cy[:pos], unc[:pos]
-    lat = level.cell_centers_lat(cy)
-    lon = level.cell_centers_lon(cx)
+    matrix = CellMatrix(settle(mu)[:pos], tail[:pos])
+    cx, cy, unc = cx[:pos], cy[:pos], unc[:pos]
+    index = None
     if backend == "faiss":
         import faiss
 
         index = faiss.IndexFlatIP(dim + 1)
         if faiss_gpus() > 0:
             index = faiss.index_cpu_to_all_gpus(index)
-        index.add(vectors)
-        # The vectors stay on the host too: the top-k search predicts from them.
-        return Gallery(level, cx, cy, lat, lon, unc, backend, vectors=vectors, index=index)
-    return Gallery(level, cx, cy, lat, lon, unc, backend, vectors=vectors)
+        for b in range(0, pos, 1 << 18):  # in blocks: no float32 copy of the whole level
+            index.add(matrix.rows(np.arange(b, min(b + (1 << 18), pos))))
+    return Gallery(level, cx, cy, unc, backend, matrix, index)

@@ -14,6 +14,7 @@ from embeddings_store.search import SearchBudget
 from embeddings_store.sounds.gallery import SoundGallery
 from embeddings_store.store import EmbeddingStore
 from model.errors import MissingResourceError
+from model.metadata import Metadata
 from server.cache import LRUCache, RedisCache, TieredCache
 from server.engine import Engine
 from server.executor import BoundedExecutor
@@ -127,6 +128,11 @@ def build_service(settings: Settings) -> Service:
     # not by the first tile's colour range.
     for level in engine.levels:
         engine.coverage(level)
+    if store.with_fused:
+        # The finest level's no-metadata matrix and image embeddings (what top places search
+        # from) are read now, band by band, not by the first top-k request.
+        level = engine.default_level()
+        engine.level_h(level, engine.gallery(level, Metadata.none()))
     executor = BoundedExecutor(
         settings.workers_threads,
         settings.queue_limit,

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     max_sample_rate: int = Field(192_000, ge=8000)
     max_points: int = Field(10_000, ge=1, description="points per POST /similarity")
     max_top_k: int = Field(1000, ge=1)
-    max_bbox_cells: int = Field(4_000_000, ge=1, description="cells one bbox query may scan")
+    max_bbox_cells: int = Field(
+        16_000_000, ge=1, description="cells one top-k bbox may span (else 413)"
+    )
     max_map_cells: int = Field(
         2_000_000, ge=1, description="cells one GET /maps/{query}.tif may export (else 413)"
     )
@@ -63,7 +65,12 @@ class Settings(BaseSettings):
     similarity_backend: Literal["auto", "numpy", "faiss"] = Field(
         "auto", description="exact top-k search: auto = faiss on GPU hosts, numpy on CPU"
     )
-    range_max_cells: int = Field(200_000, ge=1000, description="cells sampled for the range")
+    range_max_cells: int = Field(
+        16_384,
+        ge=1000,
+        description="cells (whole chunks, evenly spread) a colour range is "
+        "fitted on: a new metadata fuses them once",
+    )
     sweep_cells: int = Field(
         32, ge=1, le=4096,
         description="cells fused under all 12 x 24 months and hours for scale=absolute",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import embeddings_store.search as search_mod
 from embeddings_store.search import (
     Candidates,
+    CellMatrix,
     SearchBudget,
     Surrogate,
     build_surrogate,
@@ -30,6 +32,7 @@ def world(seed: int, bend: float):
     loc = rng.normal(size=(5, D1)).astype(np.float32)
     fused = base @ a + extra @ loc + bend * np.tanh(base @ b)
     unc = rng.uniform(5, 15, N).astype(np.float32)
+    base = CellMatrix.of(base, half=False)
 
     def fuse_rows(rows: np.ndarray):
         return fused[rows], unc[rows]
@@ -147,3 +150,23 @@ def test_empty_pool_and_small_pool():
     pool = np.array([7, 3000, 11])
     res = search_top_k(sur, Candidates(base, extra, pool), query, 5, fuse_rows, budget)
     assert res.exact and sorted(res.rows) == [7, 11, 3000]
+
+
+def test_cell_matrix_products_match_float32(monkeypatch):
+    """Half-precision rows (as a store keeps mu0) multiply exactly like their float32 values,
+    block by block, for all rows and for a few."""
+    monkeypatch.setattr(search_mod, "BLOCK_ROWS", 1000)  # several blocks
+    rng = np.random.default_rng(3)
+    mu = rng.normal(size=(4500, 9)).astype(np.float16)
+    tail = rng.normal(size=4500).astype(np.float32)
+    aug = np.concatenate([mu.astype(np.float32), tail[:, None]], axis=1)
+    half, full = CellMatrix.of(aug, half=True), CellMatrix.of(aug, half=False)
+    assert half.mu.dtype == np.float16 and half.nbytes < full.nbytes
+    vec = rng.normal(size=10).astype(np.float32)
+    want = aug @ vec
+    for m in (half, full):
+        np.testing.assert_allclose(m.dot(vec), want, rtol=1e-5, atol=1e-5)
+        for idx in (np.array([3, 4499, 7]), np.arange(0, 4500, 2)):
+            np.testing.assert_allclose(m.dot(vec, idx), want[idx], rtol=1e-5, atol=1e-5)
+            np.testing.assert_array_equal(m.rows(idx), aug[idx])
+    assert half.shape == (4500, 10)

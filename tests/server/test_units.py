@@ -338,6 +338,37 @@ def test_level_search_recall_under_random_metadata(app_factory, monkeypatch):
     assert exact >= 12
 
 
+def test_a_level_larger_than_gallery_memory_is_searched_from_a_mapped_file(app_factory):
+    """gallery_mb below the level's size: the no-metadata matrix is written to a file and
+    mapped, and every top-k answer is the one an in-memory engine gives."""
+    from server.cache import LRUCache, TieredCache
+    from server.engine import Engine
+
+    svc = app_factory().state.svc
+    roomy = svc.engine
+    tight = Engine(svc.model, roomy.store, TieredCache(LRUCache(64 << 20)), gallery_mb=0)
+    _, query = svc.registry.register_text("owls")
+    level, bbox = roomy.level(1), BBox(-104.0, 36.0, -99.0, 40.0)
+    for meta in (Metadata.none(), Metadata(month=5, hour=21)):
+        want = roomy.top_k(query, meta, level, bbox, 9)
+        got = tight.top_k(query, meta, level, bbox, 9)
+        np.testing.assert_array_equal(got.score, want.score)
+        np.testing.assert_array_equal(got.lat, want.lat)
+    mapped = tight.gallery(level, Metadata.none()).matrix
+    assert isinstance(mapped.mu, np.memmap) and mapped.nbytes == mapped.tail.nbytes
+    assert str(tight.spill_dir()) in str(mapped.mu.filename)
+    assert not isinstance(roomy.gallery(level, Metadata.none()).matrix.mu, np.memmap)
+
+
+def test_top_k_over_too_many_cells_is_refused(app_factory):
+    with TestClient(app_factory(max_bbox_cells=100)) as c:
+        body = {"query": {"text": "owls"}, "bbox": [-104.0, 36.0, -99.0, 40.0], "top_k": 3}
+        r = c.post("/similarity", json=body)
+        assert r.status_code == 413 and "at most 100" in r.json()["detail"], r.text
+        small = body | {"bbox": [-101.2, 38.0, -101.0, 38.2]}
+        assert c.post("/similarity", json=small).status_code == 200
+
+
 def test_web_folder_is_served_with_csp(app_factory, tmp_path):
     web = tmp_path / "web"
     (web / "node_modules" / "leaflet" / "dist").mkdir(parents=True)
