@@ -23,19 +23,22 @@ metadata and check that every answer marked exact equals it.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from model.metadata import encode_latlong
 
 # Location encoding columns (sin/cos of latitude and longitude) plus a constant.
 EXTRA_FEATURES = 5
 RIDGE = 1e-4
-# Rows per block when a float16 matrix is multiplied (bounds the float32 copy).
-BLOCK_ROWS = 1 << 18
+# Rows per block when a float16 matrix is multiplied (bounds the float32 copy; small blocks
+# stay in cache).
+BLOCK_ROWS = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -77,16 +80,24 @@ class CellMatrix:
             out = np.empty(idx.size, np.float32)
             for b in range(0, idx.size, BLOCK_ROWS):
                 part = idx[b : b + BLOCK_ROWS]
-                out[b : b + part.size] = self.mu[part].astype(np.float32) @ head
+                out[b : b + part.size] = _matvec(self.mu[part], head)
             return out + self.tail[idx] * last
-        if self.mu.dtype == np.float32:
-            full = self.mu @ head + self.tail * last
-        else:
-            full = np.empty(n, np.float32)
-            for b in range(0, n, BLOCK_ROWS):
-                full[b : b + BLOCK_ROWS] = self.mu[b : b + BLOCK_ROWS].astype(np.float32) @ head
-            full += self.tail * last
+        full = np.empty(n, np.float32)
+        for b in range(0, n, BLOCK_ROWS):
+            full[b : b + BLOCK_ROWS] = _matvec(self.mu[b : b + BLOCK_ROWS], head)
+        full += self.tail * last
         return full if idx is None else full[idx]
+
+
+def _matvec(block: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    """float32 block @ vec, a float16 block widened by torch (vectorised: several times numpy's
+    half-to-single conversion)."""
+    if block.dtype == np.float32:
+        return block @ vec
+    with warnings.catch_warnings():  # a mapped block is read-only; torch only reads it
+        warnings.simplefilter("ignore", UserWarning)
+        wide = torch.from_numpy(block).float()
+    return (wide @ torch.from_numpy(vec)).numpy()
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,7 @@ class SearchBudget:
 
     sample: int = 2048  # cells fused to fit a (level, metadata) surrogate
     sample_chunks: int = 128  # chunks the sample is drawn from (reads stay few at any size)
-    max_fused: int = 16384  # cells one request may fuse after the sample
+    max_fused: int = 4096  # cells one request may fuse after the sample
     first_batch: int = 256  # candidates fused in the first round (then doubling)
     margin_factor: float = 2.0  # times the largest prediction error seen
 
@@ -217,40 +228,58 @@ def search_top_k(
     fuse_rows: FuseRows,
     budget: SearchBudget,
 ) -> SearchResult:
-    """The k pool rows with the best exact <fused, query>, fusing as few as the margin allows."""
+    """The k pool rows with the best exact <fused, query>, fusing as few as the margin allows.
+
+    The surrogate's weights rank the whole pool once; the best `reach` candidates (all that the
+    budget could ever fuse) are then re-ranked after every batch by weights refitted on every
+    cell fused so far, which the batches make dense where the query's best cells are. The
+    margin is `margin_factor` x the largest error seen out of sample: of the surrogate's
+    weights on any fused cell, and of each refit on the batch fused after it.
+    """
     pool = cands.pool
     empty = np.zeros(0, np.int64)
     if pool.size == 0 or k < 1:
         return SearchResult(empty, np.zeros(0, np.float32), np.zeros(0, np.float32), True, 0,
                             int(pool.size), 0.0)  # fmt: skip
-    pred = cands.predict(sur.weights, query, pool)
+    first = cands.predict(sur.weights, query, pool)
     # Only the best `reach` predictions can ever be fused; the rest share one bound.
     reach = min(pool.size, budget.max_fused + int(sur.known(pool).sum()) + k)
     if reach < pool.size:
-        top = np.argpartition(-pred, reach - 1)[:reach]
-        beyond = float(np.max(np.delete(pred, top)))
+        top = np.argpartition(-first, reach - 1)[:reach]
+        beyond = float(np.max(np.delete(first, top)))
     else:
         top, beyond = np.arange(pool.size), -np.inf
-    order = top[np.argsort(-pred[top], kind="stable")]
-    fused, batch, pos = 0, budget.first_batch, 0
+    rows = pool[top]
+    pred = first[top]
+    # Cells fused before that the budget would never reach: scored once.
+    outside = np.ones(pool.size, bool)
+    outside[top] = False
+    outside = pool[outside & sur.known(pool)]
+    error = _largest_error(sur, cands, query)
+    fused, batch = 0, budget.first_batch
     while True:
-        known = sur.known(pool)
-        margin = budget.margin_factor * _largest_error(sur, cands, query)
-        kth = _kth_exact(sur, pool[known], query, k)
-        while pos < order.size and known[order[pos]]:
-            pos += 1
-        bound = float(pred[order[pos]]) if pos < order.size else beyond
-        done = bool(known.all())
+        known = sur.known(rows)
+        found = np.concatenate([outside, rows[known]])
+        margin = budget.margin_factor * error
+        kth = _kth_exact(sur, found, query, k)
+        waiting = np.flatnonzero(~known)
+        bound = max(float(pred[waiting].max()) if waiting.size else -np.inf, beyond)
+        done = waiting.size == 0 and beyond == -np.inf
         if done or kth >= bound + margin:
-            return _result(sur, pool[known], query, k, True, fused, pool.size,
-                           0.0 if done else margin)  # fmt: skip
-        if fused >= budget.max_fused or pos >= order.size:
-            return _result(sur, pool[known], query, k, False, fused, pool.size, margin)
-        take = order[pos:][~known[order[pos:]]][: min(batch, budget.max_fused - fused)]
-        aug, unc = fuse_rows(pool[take])
-        sur.add(pool[take], aug, unc)
+            return _result(sur, found, query, k, True, fused, pool.size, 0.0 if done else margin)
+        if fused >= budget.max_fused or waiting.size == 0:
+            return _result(sur, found, query, k, False, fused, pool.size, margin)
+        size = min(batch, budget.max_fused - fused, waiting.size)
+        take = waiting[np.argpartition(-pred[waiting], size - 1)[:size]]
+        aug, unc = fuse_rows(rows[take])
+        error = max(error, float(np.max(np.abs(aug @ query - pred[take]))))
+        sur.add(rows[take], aug, unc)
         fused += take.size
         batch *= 2
+        # Refit where the query's best cells are, for this query only (the kept weights stay
+        # the ones fitted on the even sample, fair to every query).
+        weights = fit_surrogate(cands.base.rows(sur.rows), cands.extra[sur.rows], sur.aug)
+        pred = cands.predict(weights, query, rows)
 
 
 def _largest_error(sur: Surrogate, cands: Candidates, query: np.ndarray) -> float:

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     )
     gallery_mb: int = Field(1024, ge=1, description="memory for whole-level similarity matrices")
     top_k_max_fused: int = Field(
-        16384, ge=0,
+        4096, ge=0,
         description="cells one top-k request may fuse under new metadata before it answers "
         "with \"exact\": false (docs/ARCHITECTURE.md, \"Top places\")",
     )  # fmt: skip
