@@ -203,10 +203,14 @@ def sample_rows(
     if eligible_rows.size <= budget.sample:
         return np.sort(eligible_rows)
     rng = np.random.default_rng(zlib.crc32(seed_text.encode()))
-    chunks = np.unique(chunk_of_row[eligible_rows])
+    # Chunks picked through random rows (no pass over every row's chunk), then their rows.
+    probe = chunk_of_row[rng.choice(eligible_rows, 8 * budget.sample_chunks)]
+    chunks = np.unique(probe)
     if chunks.size > budget.sample_chunks:
-        chunks = rng.choice(chunks, budget.sample_chunks, replace=False)
-        eligible_rows = eligible_rows[np.isin(chunk_of_row[eligible_rows], chunks)]
+        chunks = np.sort(rng.choice(chunks, budget.sample_chunks, replace=False))
+        ids = chunk_of_row[eligible_rows]
+        at = np.minimum(np.searchsorted(chunks, ids), chunks.size - 1)
+        eligible_rows = eligible_rows[chunks[at] == ids]
     take = min(budget.sample, eligible_rows.size)
     return np.sort(rng.choice(eligible_rows, take, replace=False))
 
@@ -242,19 +246,18 @@ def search_top_k(
         return SearchResult(empty, np.zeros(0, np.float32), np.zeros(0, np.float32), True, 0,
                             int(pool.size), 0.0)  # fmt: skip
     first = cands.predict(sur.weights, query, pool)
+    fused_before = _in_sorted(pool, sur.rows)  # the surrogate's rows in the pool (pool sorted)
     # Only the best `reach` predictions can ever be fused; the rest share one bound.
-    reach = min(pool.size, budget.max_fused + int(sur.known(pool).sum()) + k)
+    reach = min(pool.size, budget.max_fused + fused_before.size + k)
     if reach < pool.size:
-        top = np.argpartition(-first, reach - 1)[:reach]
-        beyond = float(np.max(np.delete(first, top)))
+        part = np.argpartition(-first, reach)
+        top, beyond = part[:reach], float(first[part[reach]])
     else:
         top, beyond = np.arange(pool.size), -np.inf
     rows = pool[top]
     pred = first[top]
     # Cells fused before that the budget would never reach: scored once.
-    outside = np.ones(pool.size, bool)
-    outside[top] = False
-    outside = pool[outside & sur.known(pool)]
+    outside = fused_before[~np.isin(fused_before, rows)]
     error = _largest_error(sur, cands, query)
     fused, batch = 0, budget.first_batch
     while True:
@@ -280,6 +283,14 @@ def search_top_k(
         # the ones fitted on the even sample, fair to every query).
         weights = fit_surrogate(cands.base.rows(sur.rows), cands.extra[sur.rows], sur.aug)
         pred = cands.predict(weights, query, rows)
+
+
+def _in_sorted(sorted_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The `rows` that occur in `sorted_rows`."""
+    if sorted_rows.size == 0 or rows.size == 0:
+        return rows[:0]
+    at = np.minimum(np.searchsorted(sorted_rows, rows), sorted_rows.size - 1)
+    return rows[sorted_rows[at] == rows]
 
 
 def _largest_error(sur: Surrogate, cands: Candidates, query: np.ndarray) -> float:

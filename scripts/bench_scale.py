@@ -227,6 +227,7 @@ def main() -> int:
                         client, "wind in the trees", tiles, month=10
                     )
             res["server_rss_mib"] = round(server.rss_mb, 1)  # workers included
+            res["server_anon_mib"] = round(server.anon_mb, 1)  # without mapped files
             res["server_ready_s"] = round(server.ready_s, 1)
         finally:
             server.stop()

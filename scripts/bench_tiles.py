@@ -49,8 +49,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (uvicorn workers), MiB."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process and its children (uvicorn workers), MiB (`field`: VmRSS,
+    or RssAnon for the private part, without mapped files the page cache can drop)."""
     total = 0
     pids = [pid]
     try:
@@ -61,7 +62,7 @@ def rss_mb(pid: int) -> float:
     for p in pids:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
         except OSError:
             pass
@@ -101,6 +102,10 @@ class Server:
     @property
     def rss_mb(self) -> float:
         return rss_mb(self.proc.pid)
+
+    @property
+    def anon_mb(self) -> float:
+        return rss_mb(self.proc.pid, "RssAnon")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -87,7 +87,7 @@ class Engine:
         model: torch.nn.Module,
         store: EmbeddingStore,
         cache: TieredCache,
-        range_max_cells: int = 16_384,
+        range_max_cells: int = 4096,
         gallery_mb: int = 1024,
         similarity_backend: str = "auto",
         precision: str = "auto",
@@ -112,6 +112,8 @@ class Engine:
         self._gallery_lock = threading.Lock()
         self._spill: Path | None = None
         self._level_h: dict[int, np.ndarray] = {}
+        self._row_cache: dict[tuple[str, int], np.ndarray] = {}
+        self._rows_lock = threading.RLock()
         self.levels = store.levels
         self.zoom_range = web_zoom_range(self.levels)
         # What the page draws by (/api/info): each level's web zooms when named, the auto runs.
@@ -383,14 +385,37 @@ class Engine:
     ) -> Candidates:
         """The level's no-metadata cells as search candidates, the pool cut to the bbox (the
         cells whose centres it holds, as `score_region` takes them)."""
-        held = self.store.extent(level.psm_zoom).cells
         inside = base.inside(CellExtent.for_bbox(level, bbox.as_tuple()))
-        inside &= eligible[base.cy - held.cy0, base.cx - held.cx0]
+        inside &= self.eligible_rows(level, base, eligible)
         return Candidates(base.matrix, self.search_features(level, base), np.flatnonzero(inside))
+
+    def eligible_rows(self, level: Level, base: Gallery, eligible: np.ndarray) -> np.ndarray:
+        """Which of the level's gallery rows `eligible` allows (computed once per level)."""
+        key = ("eligible", level.psm_zoom)
+        with self._rows_lock:
+            found = self._row_cache.get(key)
+            if found is None or found.shape[0] != base.cx.size:
+                held = self.store.extent(level.psm_zoom).cells
+                found = eligible[base.cy - held.cy0, base.cx - held.cx0]
+                self._row_cache[key] = found
+            return found
+
+    def search_sample(self, level: Level, base: Gallery) -> np.ndarray:
+        """The rows every metadata's surrogate of the level is fitted on (drawn once)."""
+        key = ("sample", level.psm_zoom)
+        with self._rows_lock:  # re-entrant: eligible_rows takes it too
+            found = self._row_cache.get(key)
+            if found is None:
+                rows = np.flatnonzero(self.eligible_rows(level, base, self.eligible(level)))
+                chunk_of_row = (base.cy.astype(np.int64) // level.n << 31) + base.cx // level.n
+                found = sample_rows(rows, chunk_of_row, self.search_budget,
+                                    f"psm{level.psm_zoom}")  # fmt: skip
+                self._row_cache[key] = found
+            return found
 
     def search_features(self, level: Level, base: Gallery) -> np.ndarray:
         """The surrogate's location columns of a level's gallery rows (computed once)."""
-        with self._search_lock:
+        with self._rows_lock:
             found = self._extras.get(level.psm_zoom)
             if found is None or found.shape[0] != base.cx.size:
                 found = location_features(level.cell_centers_lat(base.cy),
@@ -420,11 +445,7 @@ class Engine:
         with self._search_lock:
             sur, sampled = self._surrogates.get(key), 0
             if sur is None:
-                held = self.store.extent(level.psm_zoom).cells
-                eligible = self.eligible(level)[base.cy - held.cy0, base.cx - held.cx0]
-                chunk_of_row = (base.cy.astype(np.int64) // level.n << 31) + base.cx // level.n
-                rows = sample_rows(np.flatnonzero(eligible), chunk_of_row, self.search_budget,
-                                   f"{level.psm_zoom}:{metadata.key()}")  # fmt: skip
+                rows = self.search_sample(level, base)
                 sur, sampled = build_surrogate(cands, rows, fuse_rows), rows.size
                 self._surrogates[key] = sur
             self._surrogates.move_to_end(key)

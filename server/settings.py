@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         "auto", description="exact top-k search: auto = faiss on GPU hosts, numpy on CPU"
     )
     range_max_cells: int = Field(
-        16_384,
+        4096,
         ge=1000,
         description="cells (whole chunks, evenly spread) a colour range is "
         "fitted on: a new metadata fuses them once",
