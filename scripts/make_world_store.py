@@ -5,7 +5,8 @@
 
 The store is tied to the checkpoint's model id (default: the demo model), so `soundscape serve
 --store OUT --checkpoint C` and scripts/bench_scale.py serve it. `--like` draws the image
-embeddings from a real store's cells (default: the demo store, when it is built).
+embeddings from a real store's cells (default: the demo store, when it is built for an
+embedding of the model's width; else random normal ones).
 """
 
 from __future__ import annotations
@@ -48,8 +49,12 @@ def main() -> int:
     t0 = time.perf_counter()
     try:
         model = load_checkpoint(checkpoint)
-        like_path = args.like or (str(demo.store) if demo.store.exists() else None)
-        like = EmbeddingStore.open(like_path) if like_path else None
+        if args.like:
+            like = EmbeddingStore.open(args.like)
+        else:  # the demo store's cells when it is built for an embedding of this width
+            like = EmbeddingStore.open(demo.store) if demo.store.exists() else None
+            if like is not None and like.embed_dim != model.config.embed_dim:
+                like = None
 
         def progress(done: int, total: int) -> None:
             if done == total or done % max(1, total // 20) == 0:
