@@ -220,3 +220,16 @@ def service(
 def client(service) -> Iterator[httpx.Client]:
     with service.client() as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def app_factory(tiny_store, tiny_checkpoint):
+    """Make an in-process app on the test store (settings as keyword arguments)."""
+    from server.app import create_app
+    from server.settings import Settings
+
+    def make(**kw):
+        return create_app(Settings(store=str(tiny_store), checkpoint=str(tiny_checkpoint),
+                                   log_json=False, **kw))  # fmt: skip
+
+    return make

@@ -165,18 +165,6 @@ def test_rate_limiter_bursts_then_refills():
     assert rl.acquire("a") == 0.0
 
 
-@pytest.fixture(scope="module")
-def app_factory(tiny_store, tiny_checkpoint):
-    from server.app import create_app
-    from server.settings import Settings
-
-    def make(**kw):
-        return create_app(Settings(store=str(tiny_store), checkpoint=str(tiny_checkpoint),
-                                   log_json=False, **kw))  # fmt: skip
-
-    return make
-
-
 def test_post_rate_limit_answers_429(app_factory):
     with TestClient(app_factory(rate_limit_per_min=60, rate_burst=2)) as c:
         codes = [c.post("/queries", json={"text": f"t{i}"}).status_code for i in range(4)]

@@ -15,18 +15,6 @@ Z = 8
 META = "month=3&asource=yfcc"
 
 
-@pytest.fixture(scope="module")
-def make_app(tiny_store, tiny_checkpoint):
-    from server.app import create_app
-    from server.settings import Settings
-
-    def make(**kw):
-        return create_app(Settings(store=str(tiny_store), checkpoint=str(tiny_checkpoint),
-                                   log_json=False, **kw))  # fmt: skip
-
-    return make
-
-
 def bbox_param(box=VIEW) -> str:
     return ",".join(map(str, box))
 
@@ -47,8 +35,8 @@ def tile_urls(template: str, hours: list[int] | None) -> list[str]:
          [4, 5]),
     ],
 )  # fmt: skip
-def test_prepared_tiles_are_the_single_tile_bytes(make_app, view, template, hours):
-    prepared, cold = make_app(), make_app()  # two services, two caches
+def test_prepared_tiles_are_the_single_tile_bytes(app_factory, view, template, hours):
+    prepared, cold = app_factory(), app_factory()  # two services, two caches
     with TestClient(prepared) as a, TestClient(cold) as b:
         r = a.post(view + f"&bbox={bbox_param()}")
         assert r.status_code == 200, r.text
@@ -88,8 +76,8 @@ def test_a_frame_reads_its_chunks_whole_and_only_thin_margins_around():
                 assert any(b.chunks() == [key] for b in margins)
 
 
-def test_bad_view_requests_are_refused(make_app):
-    with TestClient(make_app(max_view_tiles=20)) as c:
+def test_bad_view_requests_are_refused(app_factory):
+    with TestClient(app_factory(max_view_tiles=20)) as c:
         qid = c.post("/queries", json={"text": "owls"}).json()["id"]
         base = f"/views/tiles/{qid}/{Z}"
         box = f"bbox={bbox_param()}"
