@@ -33,8 +33,7 @@ import torch
 
 from model.metadata import encode_latlong
 
-# Location encoding columns (sin/cos of latitude and longitude) plus a constant.
-EXTRA_FEATURES = 5
+# Ridge strength, relative to the mean diagonal of the features' Gram matrix.
 RIDGE = 1e-4
 # Rows per block when a float16 matrix is multiplied (bounds the float32 copy; small blocks
 # stay in cache).
