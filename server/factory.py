@@ -302,6 +302,7 @@ class SoundscapeFactory:
         bbox_doc = "the view: west,south,east,north in degrees"
         hours_doc = "time-lapse frames: distinct hours 0..23 (each replaces the metadata's hour)"
         Bbox = Annotated[str, Query(pattern=BBOX_PATTERN, description=bbox_doc)]
+        WebZoom = Annotated[int, Path(ge=0, le=30, description="web zoom")]
         Hours = Annotated[
             str | None, Query(pattern=r"^\d{1,2}(,\d{1,2}){0,23}$", description=hours_doc)
         ]
@@ -338,7 +339,7 @@ class SoundscapeFactory:
         )  # fmt: skip
         async def heatmap_view(
             query: QueryPath,
-            z: Annotated[int, Path(ge=0, le=30, description="web zoom")],
+            z: WebZoom,
             bbox: Bbox,
             meta: self.Meta,
             render: self.HeatmapRender,
@@ -360,7 +361,7 @@ class SoundscapeFactory:
             responses=responses(404, 413, 422, 429, 503),
         )  # fmt: skip
         async def uncertainty_view(
-            z: Annotated[int, Path(ge=0, le=30, description="web zoom")],
+            z: WebZoom,
             bbox: Bbox,
             meta: self.Meta,
             render: self.UncertaintyRender,
