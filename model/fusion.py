@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import AUDIO_SOURCES, CAPTION_SOURCES, FusionConfig
+from model.fusion_inference import check_supported, encode_cls
 from model.metadata import MetadataBatch
 
 
@@ -91,11 +92,18 @@ class MetadataFuser(nn.Module):
             layer, num_layers=cfg.num_layers, enable_nested_tensor=False
         )
         self.meta_embed = MetadataEmbedding(cfg, dim)
+        check_supported(self.transformer_encoder)
 
     def forward(self, h: Tensor, meta: MetadataBatch) -> Tensor:
         """Fused embedding (B, D) = CLS output."""
         b = h.shape[0]
         meta_tokens, present = self.meta_embed(meta)
+        if not self.training:
+            # Inference skips the work whose result is never read (model/fusion_inference.py).
+            cls = self.cls_token[0].expand(b, -1).to(h.dtype)
+            tokens = [cls, h, *(t.to(h.dtype) for t in meta_tokens)]
+            shareable = [True, False, *(c != "latlong" for c in self.meta_embed.components)]
+            return encode_cls(self.transformer_encoder, tokens, [None, None, *present], shareable)
         tokens = [self.cls_token.expand(b, -1, -1).to(h.dtype), h.unsqueeze(1)]
         tokens += [t.unsqueeze(1).to(h.dtype) for t in meta_tokens]
         always = torch.ones(b, 2, dtype=torch.bool, device=h.device)

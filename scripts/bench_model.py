@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
@@ -261,6 +262,19 @@ def random_metadata(n: int, rng: np.random.Generator) -> MetadataBatch:
     )
 
 
+def map_metadata(n: int, rng: np.random.Generator) -> MetadataBatch:
+    """A map's batch: one month, hour and pair of sources for every cell, a location per cell
+    (the tile path; the fuser projects the shared tokens once)."""
+    return make_metadata(
+        lat=rng.uniform(-90, 90, n), lon=rng.uniform(-180, 180, n),
+        month=5, hour=14, asource=1, tsource=0,
+    )  # fmt: skip
+
+
+# what each fusion row's metadata is: a sweep (every row its own) or a map (shared)
+FUSION_CASES = {"fusion (PSM.fuse)": random_metadata, "fusion, a map's cells": map_metadata}
+
+
 def bench_fusion(name: str, cfg: ModelConfig, s: Settings) -> list[Result]:
     seed_everything(s.seed)
     # Only what PSM.fuse runs: the full paper PSM needs CLAP files that are not on this machine.
@@ -270,9 +284,9 @@ def bench_fusion(name: str, cfg: ModelConfig, s: Settings) -> list[Result]:
     rng = np.random.default_rng(s.seed)
     note = "fuser + image head" if fuser is not None else "image head only (config has no fuser)"
     results = []
-    for batch in s.fusion_batches:
+    for (what, make_meta), batch in itertools.product(FUSION_CASES.items(), s.fusion_batches):
         h = torch.randn(batch, cfg.embed_dim, device=s.device)
-        meta = random_metadata(batch, rng).to(s.device)
+        meta = make_meta(batch, rng).to(s.device)
         for precision in s.precisions:
 
             def fuse(
@@ -283,9 +297,9 @@ def bench_fusion(name: str, cfg: ModelConfig, s: Settings) -> list[Result]:
 
             times, other = time_calls(fuse, s.repeats, s.warmup, s.device)
             results.append(
-                Result(name, "fusion (PSM.fuse)", precision, batch, times, "cells/s", note, other)
+                Result(name, what, precision, batch, times, "cells/s", note, other)
             )
-            log(f"  fusion  {precision} B={batch}: {results[-1].throughput:,.0f} cells/s")
+            log(f"  {what}  {precision} B={batch}: {results[-1].throughput:,.0f} cells/s")
     return results
 
 
