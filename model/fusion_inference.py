@@ -8,8 +8,9 @@ three savings that leave the CLS output equal up to float rounding (about 1e-6):
   shares: its month, hour and sources) is projected to query/key/value once, not once per row;
 - in the last layer only the CLS output is read, so only its query, attention and feed-forward
   are computed (every token's key and value still are).
-A map's cells share all but two of seven tokens, so a cell costs about 60 % of the module's
-work (scripts/bench_model.py, "fusion"). Tests: tests/model/test_fusion_inference.py.
+A map's cells share all but two of seven tokens, so a cell costs about 63 % of the module's
+flops (scripts/bench_model.py times "fusion, a map's cells"; docs/ARCHITECTURE.md, "Metadata",
+has the speed-ups). Tests: tests/model/test_fusion_inference.py.
 """
 
 from __future__ import annotations

@@ -296,9 +296,7 @@ def bench_fusion(name: str, cfg: ModelConfig, s: Settings) -> list[Result]:
                     return head(fuser(h, meta) if fuser is not None else h)
 
             times, other = time_calls(fuse, s.repeats, s.warmup, s.device)
-            results.append(
-                Result(name, what, precision, batch, times, "cells/s", note, other)
-            )
+            results.append(Result(name, what, precision, batch, times, "cells/s", note, other))
             log(f"  {what}  {precision} B={batch}: {results[-1].throughput:,.0f} cells/s")
     return results
 
