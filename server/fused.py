@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 from torch import nn
 
-from embeddings_store.fusion import CellFusion, FusedCells
+from embeddings_store.fusion import CellFusion, FusedCells, fuse_blocks
 from embeddings_store.grid import CellExtent, Level
 from embeddings_store.store import EmbeddingStore
 from model.metadata import Metadata
@@ -63,13 +63,37 @@ class CachedFusion(CellFusion):
         whole = CellExtent.chunk(level, tx, ty)
         if extent.shape == whole.shape:
             return self.chunk(level, tx, ty, metadata)
-        key = self.key(level, tx, ty, metadata)
-        if self.from_store(metadata) or extent.size * 4 >= n * n or self.cache.lru.get(key):
+        key = self.thin_key(extent, metadata)
+        if key is None:
             flat = np.arange(n * n).reshape(n, n)[extent.slices_in(whole)].reshape(-1)
             return self.chunk(level, tx, ty, metadata).take(flat)
-        r, c = extent.slices_in(whole)
         data, _ = self.cache.get_or_compute(
-            f"{key}:{r.start}:{r.stop}:{c.start}:{c.stop}",
-            lambda: CellFusion.block(self, extent, metadata).to_bytes(),
+            key, lambda: CellFusion.block(self, extent, metadata).to_bytes()
         )
         return FusedCells.from_bytes(data)
+
+    def thin_key(self, extent: CellExtent, metadata: Metadata) -> str | None:
+        """The key `block` caches a part of a chunk under when it fuses it on its own; None when
+        it takes the part from the whole chunk (a wide part, the store's own no-metadata cells,
+        or a chunk already in the LRU)."""
+        level, n = extent.level, extent.level.n
+        ((tx, ty),) = extent.chunks()
+        key = self.key(level, tx, ty, metadata)
+        if self.from_store(metadata) or extent.size * 4 >= n * n or self.cache.lru.get(key):
+            return None
+        r, c = extent.slices_in(CellExtent.chunk(level, tx, ty))
+        return f"{key}:{r.start}:{r.stop}:{c.start}:{c.stop}"
+
+    def margins(self, extents: list[CellExtent], metadata: Metadata) -> int:
+        """Fuse into the cache, in one batched pass, the parts of chunks that `block` would fuse
+        one by one (a view's tile margins), with the bytes `block` makes; returns how many."""
+        todo = [(e, k) for e in extents if (k := self.thin_key(e, metadata)) is not None]
+        todo = [(e, k) for e, k in todo if self.cache.get(k)[0] is None]
+        if not todo:
+            return 0
+        cells = [self.store.read_cells(e) for e, _ in todo]
+        fused = fuse_blocks(self.model, cells, metadata, self.precision)
+        for (_, key), block in zip(todo, fused, strict=True):
+            data = block.to_bytes()
+            self.cache.get_or_compute(key, lambda data=data: data)
+        return len(todo)

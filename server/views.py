@@ -46,7 +46,7 @@ def view_blocks(
     level: Level, frame: Sequence[TileRequest], held: LevelExtent
 ) -> tuple[list[tuple[int, int]], list[CellExtent]]:
     """What a frame's tiles read: the stored chunks holding the tiles' own cells (fused whole),
-    and the thin blocks their one-cell margins take from the stored chunks around them (fused
+    and the thin blocks their one-cell margins take from the stored chunks around them (cached
     on their own, as the tile route fuses a margin whose chunk it does not have)."""
     chunks: dict[tuple[int, int], None] = {}
     for req in frame:
@@ -93,12 +93,15 @@ class ViewPreparer:
                 chunks, margins = view_blocks(level, frame, held)
                 cached = tiles.cache.lru.get
                 missing = [c for c in chunks if cached(engine.fusion.key(level, *c, meta)) is None]
-                # Every model job of the frame at once (its colour range, its chunks, the
-                # margins around it), then the tiles, which only read what is cached now.
-                jobs = [pool.submit(engine.fusion.chunk, level, tx, ty, meta) for tx, ty in missing]
-                jobs += [pool.submit(engine.fusion.block, block, meta) for block in margins]
+                # Every model job of the frame at once, then the tiles, which only read what is
+                # cached now. The colour range (one job fusing a sample of chunks in turn) goes
+                # first so it does not finish last; the margins go as one batched job.
+                jobs = []
                 if first.rescale is None:
                     jobs.append(pool.submit(tiles.value_range, query_id, query, meta, first.scale))
+                jobs.append(pool.submit(engine.fusion.margins, margins, meta))
+                chunk = engine.fusion.chunk
+                jobs += [pool.submit(chunk, level, tx, ty, meta) for tx, ty in missing]
                 for job in jobs:
                     job.result()
                 report.fused_chunks += len(missing)
