@@ -481,6 +481,10 @@ def markdown_table(results: Sequence[Result]) -> str:
     return "\n".join(rows)
 
 
+# what --parts names: each measures one config
+PARTS = {"fusion": bench_fusion, "image": bench_image, "queries": bench_queries}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -504,6 +508,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--score-dim", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}"
+    )
     return p.parse_args(argv)
 
 
@@ -551,15 +558,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["other_cpu_before_start"] = round(before[0], 3) if before else None
     if before and before[0] > BUSY_SHARE:
         log(f"warning: other processes use {before[0]:.0%} of the CPU; figures will be pessimistic")
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if unknown := set(parts) - set(PARTS):
+        raise SystemExit(f"unknown part(s) {sorted(unknown)}; use {', '.join(PARTS)}")
     run_meter = CpuMeter()
     results: list[Result] = []
     with torch.inference_mode():
         for name in (c.strip() for c in args.configs.split(",") if c.strip()):
             cfg = load_config(name)
             log(f"[{name}]")
-            results += bench_fusion(name, cfg, s)
-            results += bench_image(name, cfg, s)
-            results += bench_queries(name, cfg, s)
+            for part in parts:
+                results += PARTS[part](name, cfg, s)
             gc.collect()  # the paper towers hold ~0.6 GB; drop them before the next config
         if args.score_cells > 0:
             results.append(bench_scoring(args.score_cells, args.score_dim, s))
