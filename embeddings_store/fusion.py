@@ -112,30 +112,29 @@ def fuse(model: nn.Module, cells: Cells, metadata: Metadata, precision: str = "a
 def fuse_blocks(
     model: nn.Module, blocks: list[Cells], metadata: Metadata, precision: str = "auto"
 ) -> list[FusedCells]:
-    """`fuse` of each block, the blocks' valid cells fused together `FUSE_BATCH` at a time: many
-    thin blocks (a view's tile margins) cost a few model calls instead of one each, and each
-    cell gets the bits `fuse` gives it alone (fusion is row-independent from 16 rows up,
+    """`fuse` of each block of one level, the blocks' valid cells fused together by `fuse_h_at`:
+    many thin blocks (a view's tile margins) cost a few model calls instead of one each, and
+    each cell gets the bits `fuse` gives it alone (fusion is row-independent from 16 rows up,
     `model.inference.MIN_ROWS`)."""
     if not blocks:
         return []
     dim = blocks[0].h.shape[-1]
-    outs = [FusedCells.empty(b.valid.size, dim) for b in blocks]
     index = [b.valid_index() for b in blocks]
-    centres = [b.centres(i) for b, i in zip(blocks, index, strict=True)]
-    h = np.concatenate([b.h.reshape(-1, dim)[i] for b, i in zip(blocks, index, strict=True)])
-    lat = np.concatenate([c[0] for c in centres])
-    lon = np.concatenate([c[1] for c in centres])
-    aug = np.zeros((h.shape[0], dim + 1), np.float32)
-    unc = np.zeros(h.shape[0], np.float32)
-    for start in range(0, h.shape[0], FUSE_BATCH):
-        sl = slice(start, start + FUSE_BATCH)
-        hb = np.asarray(h[sl], np.float32)  # float16 -> float32 before math, as `fuse`
-        fused = fuse_embeddings(model, hb, lat[sl], lon[sl], metadata, precision)
-        aug[sl], unc[sl] = augment_cells(fused.mu, fused.c), fused.uncertainty
-    start = 0
-    for out, idx in zip(outs, index, strict=True):
-        sl = slice(start, start + idx.size)
-        out.aug[idx], out.unc[idx], out.valid[idx] = aug[sl], unc[sl], True
+    h, cx, cy = [], [], []
+    for b, idx in zip(blocks, index, strict=True):
+        rows, cols = np.divmod(idx, b.extent.cx1 - b.extent.cx0)
+        h.append(b.h.reshape(-1, dim)[idx])
+        cx.append(b.extent.cx0 + cols)
+        cy.append(b.extent.cy0 + rows)
+    level = blocks[0].extent.level
+    fused = fuse_h_at(model, np.concatenate(h), level, np.concatenate(cx), np.concatenate(cy),
+                      metadata, precision)  # fmt: skip
+    outs, start = [], 0
+    for b, idx in zip(blocks, index, strict=True):
+        out = FusedCells.empty(b.valid.size, dim)
+        part = fused.take(np.arange(start, start + idx.size))
+        out.aug[idx], out.unc[idx], out.valid[idx] = part.aug, part.unc, True
+        outs.append(out)
         start += idx.size
     return outs
 
