@@ -93,6 +93,8 @@ class MetadataFuser(nn.Module):
         )
         self.meta_embed = MetadataEmbedding(cfg, dim)
         check_supported(self.transformer_encoder)
+        # Tokens that do not vary by cell (all but h_i and the location), in token order.
+        self.shareable = [True, False, *(c != "latlong" for c in self.meta_embed.components)]
 
     def forward(self, h: Tensor, meta: MetadataBatch) -> Tensor:
         """Fused embedding (B, D) = CLS output."""
@@ -102,8 +104,8 @@ class MetadataFuser(nn.Module):
             # Inference skips the work whose result is never read (model/fusion_inference.py).
             cls = self.cls_token[0].expand(b, -1).to(h.dtype)
             tokens = [cls, h, *(t.to(h.dtype) for t in meta_tokens)]
-            shareable = [True, False, *(c != "latlong" for c in self.meta_embed.components)]
-            return encode_cls(self.transformer_encoder, tokens, [None, None, *present], shareable)
+            keep = [None, None, *present]
+            return encode_cls(self.transformer_encoder, tokens, keep, self.shareable)
         tokens = [self.cls_token.expand(b, -1, -1).to(h.dtype), h.unsqueeze(1)]
         tokens += [t.unsqueeze(1).to(h.dtype) for t in meta_tokens]
         always = torch.ones(b, 2, dtype=torch.bool, device=h.device)

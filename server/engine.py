@@ -12,7 +12,7 @@ import tempfile
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -97,7 +97,6 @@ class Engine:
         self.model = model
         self.search_budget = search_budget or SearchBudget()
         self._surrogates: OrderedDict[tuple[int, str], Surrogate] = OrderedDict()
-        self._extras: dict[int, np.ndarray] = {}
         self._search_lock = threading.Lock()
         self.precision = precision
         self.sweep_cells = sweep_cells
@@ -112,7 +111,7 @@ class Engine:
         self._gallery_lock = threading.Lock()
         self._spill: Path | None = None
         self._level_h: dict[int, np.ndarray] = {}
-        self._row_cache: dict[tuple[str, int], np.ndarray] = {}
+        self._row_cache: dict[tuple[str, int, int], np.ndarray] = {}
         self._rows_lock = threading.RLock()
         self.levels = store.levels
         self.zoom_range = web_zoom_range(self.levels)
@@ -348,16 +347,15 @@ class Engine:
         to fuse (`embeddings_store.search`). Attributes `exact`, `fused` (cells fused) and
         `searched` (cells considered) say how the answer was found.
         """
-        eligible = self.eligible(level)
         if self.bbox_chunks(level, bbox) <= GALLERY_MIN_CHUNKS:
             ds = self.scores(query, metadata, level, bbox)
-            keep = self.mask_in(CellExtent.for_bbox(level, bbox.as_tuple()), eligible)
+            keep = self.mask_in(CellExtent.for_bbox(level, bbox.as_tuple()), self.eligible(level))
             ds["score"] = ds["score"].copy(data=np.where(keep, ds["score"].values, np.nan))
             found = top_cells(ds, k)
             found.attrs |= {"exact": 1, "fused": 0, "searched": int(keep.sum())}
             return found
         base = self.gallery(level, Metadata.none())
-        cands = self.candidates(level, base, bbox, eligible)
+        cands = self.candidates(level, base, bbox)
         qa = augment_query(query.mu)
         if self.fusion.from_store(metadata):
             mask = np.zeros(base.cx.size, bool)
@@ -380,47 +378,48 @@ class Engine:
             level.cell_centers_lat(cy), level.cell_centers_lon(cx), attrs,
         )  # fmt: skip
 
-    def candidates(
-        self, level: Level, base: Gallery, bbox: BBox, eligible: np.ndarray
-    ) -> Candidates:
+    def candidates(self, level: Level, base: Gallery, bbox: BBox) -> Candidates:
         """The level's no-metadata cells as search candidates, the pool cut to the bbox (the
         cells whose centres it holds, as `score_region` takes them)."""
         inside = base.inside(CellExtent.for_bbox(level, bbox.as_tuple()))
-        inside &= self.eligible_rows(level, base, eligible)
+        inside &= self.eligible_rows(level, base)
         return Candidates(base.matrix, self.search_features(level, base), np.flatnonzero(inside))
 
-    def eligible_rows(self, level: Level, base: Gallery, eligible: np.ndarray) -> np.ndarray:
-        """Which of the level's gallery rows `eligible` allows (computed once per level)."""
-        key = ("eligible", level.psm_zoom)
-        with self._rows_lock:
-            found = self._row_cache.get(key)
-            if found is None or found.shape[0] != base.cx.size:
-                held = self.store.extent(level.psm_zoom).cells
-                found = eligible[base.cy - held.cy0, base.cx - held.cx0]
-                self._row_cache[key] = found
-            return found
+    def eligible_rows(self, level: Level, base: Gallery) -> np.ndarray:
+        """Which of the level's gallery rows `eligible` allows."""
+
+        def pick() -> np.ndarray:
+            held = self.store.extent(level.psm_zoom).cells
+            return self.eligible(level)[base.cy - held.cy0, base.cx - held.cx0]
+
+        return self._per_rows("eligible", level, base, pick)
 
     def search_sample(self, level: Level, base: Gallery) -> np.ndarray:
         """The rows every metadata's surrogate of the level is fitted on (drawn once)."""
-        key = ("sample", level.psm_zoom)
-        with self._rows_lock:  # re-entrant: eligible_rows takes it too
-            found = self._row_cache.get(key)
-            if found is None:
-                rows = np.flatnonzero(self.eligible_rows(level, base, self.eligible(level)))
-                chunk_of_row = (base.cy.astype(np.int64) // level.n << 31) + base.cx // level.n
-                found = sample_rows(rows, chunk_of_row, self.search_budget,
-                                    f"psm{level.psm_zoom}")  # fmt: skip
-                self._row_cache[key] = found
-            return found
+
+        def draw() -> np.ndarray:
+            rows = np.flatnonzero(self.eligible_rows(level, base))
+            chunk_of_row = (base.cy.astype(np.int64) // level.n << 31) + base.cx // level.n
+            return sample_rows(rows, chunk_of_row, self.search_budget, f"psm{level.psm_zoom}")
+
+        return self._per_rows("sample", level, base, draw)
 
     def search_features(self, level: Level, base: Gallery) -> np.ndarray:
-        """The surrogate's location columns of a level's gallery rows (computed once)."""
-        with self._rows_lock:
-            found = self._extras.get(level.psm_zoom)
-            if found is None or found.shape[0] != base.cx.size:
-                found = location_features(level.cell_centers_lat(base.cy),
-                                          level.cell_centers_lon(base.cx))  # fmt: skip
-                self._extras[level.psm_zoom] = found
+        """The surrogate's location columns of a level's gallery rows."""
+        lat, lon = level.cell_centers_lat, level.cell_centers_lon
+        return self._per_rows(
+            "features", level, base, lambda: location_features(lat(base.cy), lon(base.cx))
+        )
+
+    def _per_rows(
+        self, kind: str, level: Level, base: Gallery, compute: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """An array about a level's gallery rows, computed once per (kind, level, rows)."""
+        key = (kind, level.psm_zoom, base.cx.size)
+        with self._rows_lock:  # re-entrant: a compute may ask for another kind
+            found = self._row_cache.get(key)
+            if found is None:
+                found = self._row_cache[key] = compute()
             return found
 
     def surrogate_search(

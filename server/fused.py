@@ -94,6 +94,5 @@ class CachedFusion(CellFusion):
         cells = [self.store.read_cells(e) for e, _ in todo]
         fused = fuse_blocks(self.model, cells, metadata, self.precision)
         for (_, key), block in zip(todo, fused, strict=True):
-            data = block.to_bytes()
-            self.cache.get_or_compute(key, lambda data=data: data)
+            self.cache.set(key, block.to_bytes())
         return len(todo)
