@@ -149,7 +149,7 @@ def available_configs() -> list[str]:
 
 
 def load_config(name_or_path: str | Path) -> ModelConfig:
-    """Load a named config (`paper`, `demo`, `test`) or a JSON file path."""
+    """Load a named config (`paper`, `paper-offline`, `demo`, `test`) or a JSON file path."""
     path = Path(name_or_path)
     if path.suffix == ".json" and path.exists():
         text = path.read_text()

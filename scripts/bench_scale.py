@@ -100,8 +100,10 @@ def exhaustive_recall(
     from model.scoring import QueryEmbedding
     from server.cache import LRUCache, TieredCache
     from server.engine import Engine
+    from server.settings import Settings
 
-    model = load_checkpoint(checkpoint)
+    # The server's device (and so its precision: bf16 fusion on CUDA), so that both rank alike.
+    model = load_checkpoint(checkpoint, device=Settings().resolved_device())
     store = EmbeddingStore.open(store_path, expect_model_id=model.model_id)
     engine = Engine(model, store, TieredCache(LRUCache(64 << 20)))
     engine_mod.GALLERY_MIN_CHUNKS = 1 << 40  # every bbox scored whole, chunk by chunk: exhaustive
@@ -219,8 +221,10 @@ def main() -> int:
                 qid = client.post("/queries", json={"text": texts[0]}).json()["id"]
                 res["top_k_cold"], answers = bench_top_k(client, qid, list(bounds), level,
                                                          args.repeats)  # fmt: skip
+                save_partial(args.json, res)
                 res["view"] = bench_view(client, texts, tiles, args.repeats)
                 res["view_batched"] = bench_view_batched(client, texts, tiles, args.repeats)
+                save_partial(args.json, res)
                 if not args.no_timelapse:
                     res["timelapse"] = bench_timelapse(client, "rain and thunder", tiles, 7)
                     res["timelapse_batched"] = bench_timelapse_batched(
@@ -229,6 +233,10 @@ def main() -> int:
             res["server_rss_mib"] = round(server.rss_mb, 1)  # workers included
             res["server_anon_mib"] = round(server.anon_mb, 1)  # without mapped files
             res["server_ready_s"] = round(server.ready_s, 1)
+        except httpx.HTTPError:
+            # The server's side of a failed request (its log goes with the temporary folder).
+            print((Path(tmp) / "serve.log").read_text()[-4000:], file=sys.stderr)
+            raise
         finally:
             server.stop()
     res["machine"]["load_avg_at_end"] = os.getloadavg()
@@ -241,6 +249,12 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
     return 0
+
+
+def save_partial(path: Path | None, res: dict) -> None:
+    """Write the figures so far (a run cut short by a time limit still leaves them)."""
+    if path is not None:
+        path.write_text(json.dumps({**res, "partial": True}, indent=2))
 
 
 def markdown(res: dict, cells: int, zoom: int) -> str:

