@@ -23,6 +23,7 @@ def test_bench_scale_quick_smoke(tiny_store, tiny_checkpoint, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "| cold top-10 of the store" in run.stdout
     data = json.loads(out.read_text())
+    assert "partial" not in data  # the figures saved along the way are replaced by the whole
     assert data["top_k_cold"]["n"] == 2 and data["top_k_cold"]["exact"] is True
     assert data["view"]["tiles"] >= 24 and data["timelapse"]["tiles"] == 24 * data["view"]["tiles"]
     assert data["view_batched"]["tiles"] == data["view"]["tiles"]
