@@ -10,6 +10,7 @@ affine map, so scoring is one matvec), the uncertainty ||sigma||_1 and the valid
 from __future__ import annotations
 
 import struct
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,17 +148,28 @@ def fuse_h_at(
     cy: np.ndarray,
     metadata: Metadata,
     precision: str = "auto",
+    pool: Executor | None = None,
 ) -> FusedCells:
     """Fuse the stored image embeddings `h` (N, D; float16 as stored) of valid cells at global
-    columns/rows, `FUSE_BATCH` cells a call."""
+    columns/rows, `FUSE_BATCH` cells a call; with `pool`, the calls run on its threads (torch
+    releases the GIL; a cell's bits do not depend on which call fuses it)."""
     out = FusedCells.empty(h.shape[0], h.shape[1])
-    for start in range(0, h.shape[0], FUSE_BATCH):
+
+    def fuse_batch(start: int) -> None:
         sl = slice(start, start + FUSE_BATCH)
         lat, lon = level.cell_centers_lat(cy[sl]), level.cell_centers_lon(cx[sl])
         hb = np.asarray(h[sl], np.float32)  # float16 -> float32 before math, as `fuse`
         fused = fuse_embeddings(model, hb, lat, lon, metadata, precision)
         out.aug[sl] = augment_cells(fused.mu, fused.c)
         out.unc[sl] = fused.uncertainty
+
+    starts = range(0, h.shape[0], FUSE_BATCH)
+    if pool is None or len(starts) < 2:
+        for start in starts:
+            fuse_batch(start)
+    else:
+        for job in [pool.submit(fuse_batch, start) for start in starts]:
+            job.result()
     out.valid[:] = True
     return out
 

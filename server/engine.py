@@ -13,6 +13,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
@@ -93,9 +94,12 @@ class Engine:
         precision: str = "auto",
         sweep_cells: int = DEFAULT_SWEEP_CELLS,
         search_budget: SearchBudget | None = None,
+        search_threads: int = 1,
     ) -> None:
         self.model = model
         self.search_budget = search_budget or SearchBudget()
+        self.search_threads = search_threads
+        self._search_pool: ThreadPoolExecutor | None = None
         self._surrogates: OrderedDict[tuple[int, str], Surrogate] = OrderedDict()
         self._search_lock = threading.Lock()
         self.precision = precision
@@ -433,7 +437,8 @@ class Engine:
         def fuse_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             order = np.argsort(rows)  # a mapped h reads best in file order
             fused = fuse_h_at(self.model, h[rows[order]], level, base.cx[rows[order]],
-                              base.cy[rows[order]], metadata, self.precision)  # fmt: skip
+                              base.cy[rows[order]], metadata, self.precision,
+                              self.search_pool())  # fmt: skip
             back = np.empty_like(order)
             back[order] = np.arange(order.size)
             return fused.aug[back], fused.unc[back]
@@ -475,6 +480,22 @@ class Engine:
             )  # fmt: skip
             self._level_h[level.psm_zoom] = found
             return found
+
+    def search_pool(self) -> ThreadPoolExecutor | None:
+        """Threads a top-k search fuses its batches on (None: the calling thread alone). Searches
+        run one at a time, so this pool is theirs; its threads use as many torch threads as the
+        thread that made the engine (the server's jobs: one)."""
+        if self.search_threads < 2:
+            return None
+        with self._rows_lock:
+            if self._search_pool is None:
+                torch_threads = torch.get_num_threads()
+                self._search_pool = ThreadPoolExecutor(
+                    self.search_threads, thread_name_prefix="soundscape-search",
+                    initializer=lambda: torch.set_num_threads(torch_threads),
+                )  # fmt: skip
+                weakref.finalize(self, self._search_pool.shutdown, wait=False)
+            return self._search_pool
 
     def spill_dir(self) -> Path:
         """A folder of this engine's own for matrices larger than `gallery_mb` (removed with

@@ -123,6 +123,7 @@ def build_service(settings: Settings) -> Service:
         settings.similarity_backend, sweep_cells=settings.sweep_cells,
         search_budget=SearchBudget(max_fused=settings.top_k_max_fused,
                                    margin_factor=settings.top_k_margin),
+        search_threads=settings.top_k_threads,
     )  # fmt: skip
     # Land, region and edge masks (and the GeoNames index behind them, about 1 s) are made now,
     # not by the first tile's colour range.

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         description="cells one top-k request may fuse under new metadata before it answers "
         "with \"exact\": false (docs/ARCHITECTURE.md, \"Top places\")",
     )  # fmt: skip
+    top_k_threads: int = Field(
+        2, ge=1, le=64,
+        description="threads one top-k search under new metadata fuses its cells on (searches "
+        "run one at a time)",
+    )  # fmt: skip
     top_k_margin: float = Field(
         2.0, ge=1.0, le=100.0,
         description="the top-k stopping margin, in multiples of the largest prediction error seen",

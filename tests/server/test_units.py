@@ -326,6 +326,38 @@ def test_level_search_recall_under_random_metadata(app_factory, monkeypatch):
     assert exact >= 12
 
 
+def test_a_search_fuses_on_its_own_threads_to_the_same_bits(app_factory, monkeypatch):
+    """top_k_threads=2: a search's fusion calls run on the search pool's threads, and the answer
+    is bit for bit the one-thread answer (a cell's bits do not depend on the call fusing it)."""
+    import embeddings_store.fusion as fusion_mod
+    import server.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "GALLERY_MIN_CHUNKS", 0)  # the level search, not chunks
+    monkeypatch.setattr(fusion_mod, "FUSE_BATCH", 32)  # several calls for each set of rows
+    real, seen = fusion_mod.fuse_embeddings, []
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fusion_mod, "fuse_embeddings", spy)
+    answers, names = [], []
+    for threads in (1, 2):
+        svc = app_factory(top_k_threads=threads).state.svc
+        _, query = svc.registry.register_text("owls")
+        seen.clear()
+        meta = Metadata(month=4, hour=6, asource="inat")
+        answers.append(svc.engine.top_k(query, meta, svc.engine.level(1),
+                                        BBox(-104.0, 36.0, -99.0, 40.0), 8))  # fmt: skip
+        names.append(list(seen))
+        assert answers[-1].attrs["fused"] > 64
+    assert names[0] and not any(n.startswith("soundscape-search") for n in names[0])
+    assert names[1] and all(n.startswith("soundscape-search") for n in names[1])
+    one, two = answers
+    for var in ("score", "lat", "lon", "uncertainty"):
+        np.testing.assert_array_equal(one[var].values, two[var].values)
+
+
 def test_a_level_larger_than_gallery_memory_is_searched_from_a_mapped_file(app_factory):
     """gallery_mb below the level's size: the no-metadata matrix is written to a file and
     mapped, and every top-k answer is the one an in-memory engine gives."""
