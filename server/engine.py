@@ -321,6 +321,7 @@ class Engine:
         crs: str | None, query_id: str,
     ) -> bytes:  # fmt: skip
         """The region as a Cloud-Optimized GeoTIFF (score, probability, uncertainty bands)."""
+        self.fuse_ahead(CellExtent.for_bbox(level, bbox.as_tuple()), metadata)
         ds = self.scores(query, metadata, level, bbox)
         if not bool(ds["score"].notnull().any()):
             raise OutOfRangeError(f"the store has no cell in {bbox.as_tuple()} at PSM zoom "
@@ -352,6 +353,7 @@ class Engine:
         `searched` (cells considered) say how the answer was found.
         """
         if self.bbox_chunks(level, bbox) <= GALLERY_MIN_CHUNKS:
+            self.fuse_ahead(CellExtent.for_bbox(level, bbox.as_tuple()), metadata)
             ds = self.scores(query, metadata, level, bbox)
             keep = self.mask_in(CellExtent.for_bbox(level, bbox.as_tuple()), self.eligible(level))
             ds["score"] = ds["score"].copy(data=np.where(keep, ds["score"].values, np.nan))
@@ -496,6 +498,33 @@ class Engine:
                 )  # fmt: skip
                 weakref.finalize(self, self._search_pool.shutdown, wait=False)
             return self._search_pool
+
+    def fuse_ahead(self, extent: CellExtent, metadata: Metadata) -> int:
+        """Fuse into the cache, on the search pool, what a scan of `extent` would fuse in turn:
+        its uncached chunks, one job each, and its thin edge parts in one batched job (the parts
+        and bytes `CachedFusion.block` gives). For one request over many chunks (a map, a small
+        top-k); returns the jobs run."""
+        pool = self.search_pool()
+        if pool is None or self.fusion.from_store(metadata):
+            return 0
+        level, fusion = extent.level, self.fusion
+        held = self.store.extent(level.psm_zoom)
+        chunks, thin = [], []
+        for tx, ty in extent.chunks():
+            block = extent.intersection(CellExtent.chunk(level, tx, ty))
+            if block is None or not held.holds_chunk(tx, ty):
+                continue
+            if fusion.thin_key(block, metadata) is not None:
+                thin.append(block)
+            elif fusion.cache.lru.get(fusion.key(level, tx, ty, metadata)) is None:
+                chunks.append((tx, ty))
+        if len(chunks) + bool(thin) < 2:  # one job gains nothing from a pool
+            return 0
+        jobs = [pool.submit(fusion.margins, thin, metadata)] if thin else []
+        jobs += [pool.submit(fusion.chunk, level, tx, ty, metadata) for tx, ty in chunks]
+        for job in jobs:
+            job.result()
+        return len(jobs)
 
     def spill_dir(self) -> Path:
         """A folder of this engine's own for matrices larger than `gallery_mb` (removed with

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from embeddings_store.fusion import FusedCells
-from embeddings_store.grid import Level, tile_window
+from embeddings_store.grid import CellExtent, Level, tile_window
 from embeddings_store.scoring import BBox
 from model.errors import BusyError
 from model.metadata import Metadata
@@ -356,6 +356,41 @@ def test_a_search_fuses_on_its_own_threads_to_the_same_bits(app_factory, monkeyp
     one, two = answers
     for var in ("score", "lat", "lon", "uncertainty"):
         np.testing.assert_array_equal(one[var].values, two[var].values)
+
+
+def test_maps_and_small_searches_fuse_ahead_on_the_pool_to_the_same_bytes(app_factory, monkeypatch):
+    """A map (COG) and a small-bbox top-k under new metadata fuse their chunks and edge parts
+    on the search pool first (then the scan finds them cached), to the bytes one thread makes."""
+    import embeddings_store.fusion as fusion_mod
+
+    real, seen = fusion_mod.fuse_embeddings, []
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fusion_mod, "fuse_embeddings", spy)
+    bbox = BBox(-102.3, 37.1, -99.6, 39.2)  # edges cut chunks: whole chunks and thin parts
+    outputs, names = [], []
+    for threads in (1, 2):
+        svc = app_factory(top_k_threads=threads).state.svc
+        engine, level = svc.engine, svc.engine.level(1)
+        _, query = svc.registry.register_text("owls")
+        seen.clear()
+        cog = engine.map_cog(query, Metadata(month=9, hour=20), level, bbox, None, "q")
+        top = engine.top_k(query, Metadata(month=3, hour=8, asource="yfcc"), level, bbox, 6)
+        outputs.append((cog, top))
+        names.append(list(seen))
+    assert names[0] and not any(n.startswith("soundscape-search") for n in names[0])
+    assert names[1] and all(n.startswith("soundscape-search") for n in names[1])  # none left
+    assert outputs[0][0] == outputs[1][0]
+    for var in ("score", "lat", "lon", "uncertainty"):
+        np.testing.assert_array_equal(outputs[0][1][var].values, outputs[1][1][var].values)
+    warm = app_factory(top_k_threads=2).state.svc.engine
+    extent = CellExtent.for_bbox(level, bbox.as_tuple())
+    assert warm.fuse_ahead(extent, Metadata(month=1)) >= 2
+    assert warm.fuse_ahead(extent, Metadata(month=1)) == 0  # all cached now
+    assert warm.fuse_ahead(extent, Metadata.none()) == 0  # the store's own cells
 
 
 def test_a_level_larger_than_gallery_memory_is_searched_from_a_mapped_file(app_factory):
