@@ -100,6 +100,7 @@ class Engine:
         self.search_budget = search_budget or SearchBudget()
         self.search_threads = search_threads
         self._search_pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._surrogates: OrderedDict[tuple[int, str], Surrogate] = OrderedDict()
         self._search_lock = threading.Lock()
         self.precision = precision
@@ -484,12 +485,12 @@ class Engine:
             return found
 
     def search_pool(self) -> ThreadPoolExecutor | None:
-        """Threads a top-k search fuses its batches on (None: the calling thread alone). Searches
-        run one at a time, so this pool is theirs; its threads use as many torch threads as the
-        thread that made the engine (the server's jobs: one)."""
+        """Threads a top-k search (one at a time) and `fuse_ahead` fuse on (None: the calling
+        thread alone); they use as many torch threads as the thread that made the engine (the
+        server's jobs: one)."""
         if self.search_threads < 2:
             return None
-        with self._rows_lock:
+        with self._pool_lock:
             if self._search_pool is None:
                 torch_threads = torch.get_num_threads()
                 self._search_pool = ThreadPoolExecutor(
@@ -520,8 +521,7 @@ class Engine:
                 chunks.append((tx, ty))
         if len(chunks) + bool(thin) < 2:  # one job gains nothing from a pool
             return 0
-        jobs = [pool.submit(fusion.margins, thin, metadata)] if thin else []
-        jobs += [pool.submit(fusion.chunk, level, tx, ty, metadata) for tx, ty in chunks]
+        jobs = fusion.submit(pool, level, chunks, thin, metadata)
         for job in jobs:
             job.result()
         return len(jobs)

@@ -7,6 +7,7 @@ a new query over warm chunks costs one matvec per chunk (docs/ARCHITECTURE.md, "
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Executor, Future
 
 import numpy as np
 from torch import nn
@@ -83,6 +84,16 @@ class CachedFusion(CellFusion):
             return None
         r, c = extent.slices_in(CellExtent.chunk(level, tx, ty))
         return f"{key}:{r.start}:{r.stop}:{c.start}:{c.stop}"
+
+    def submit(
+        self, pool: Executor, level: Level, chunks: list[tuple[int, int]],
+        thin: list[CellExtent], metadata: Metadata,
+    ) -> list[Future]:  # fmt: skip
+        """Fuse into the cache on `pool`: the thin parts as one `margins` job (when any), then
+        each of `chunks` not in the LRU as a job of its own."""
+        jobs = [pool.submit(self.margins, thin, metadata)] if thin else []
+        missing = [c for c in chunks if self.cache.lru.get(self.key(level, *c, metadata)) is None]
+        return jobs + [pool.submit(self.chunk, level, tx, ty, metadata) for tx, ty in missing]
 
     def margins(self, extents: list[CellExtent], metadata: Metadata) -> int:
         """Fuse into the cache, in one batched pass, the parts of chunks that `block` would fuse

@@ -91,20 +91,16 @@ class ViewPreparer:
                     continue
                 meta, first = frame[0].meta, frame[0]
                 chunks, margins = view_blocks(level, frame, held)
-                cached = tiles.cache.lru.get
-                missing = [c for c in chunks if cached(engine.fusion.key(level, *c, meta)) is None]
                 # Every model job of the frame at once, then the tiles, which only read what is
                 # cached now. The colour range (one job fusing a sample of chunks in turn) goes
                 # first so it does not finish last; the margins go as one batched job.
                 jobs = []
                 if first.rescale is None:
                     jobs.append(pool.submit(tiles.value_range, query_id, query, meta, first.scale))
-                jobs.append(pool.submit(engine.fusion.margins, margins, meta))
-                chunk = engine.fusion.chunk
-                jobs += [pool.submit(chunk, level, tx, ty, meta) for tx, ty in missing]
-                for job in jobs:
+                fusing = engine.fusion.submit(pool, level, chunks, margins, meta)
+                for job in jobs + fusing:
                     job.result()
-                report.fused_chunks += len(missing)
+                report.fused_chunks += len(fusing) - bool(margins)
                 for _, outcome in pool.map(self._renderer(level, query_id, query), frame):
                     report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
                 report.tiles += len(frame)
