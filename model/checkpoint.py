@@ -122,6 +122,15 @@ def save_checkpoint(model: PSM, path: str | Path) -> str:
     return mid
 
 
+def save_random_checkpoint(config: ModelConfig, path: str | Path, seed: int = 0) -> str:
+    """Save a model of `config` with weights drawn from `seed` (same seed, same model id): a
+    stand-in for benchmarks, whose timings do not depend on the weights; returns its id."""
+    from model.psm import PSM
+
+    torch.manual_seed(seed)
+    return save_checkpoint(PSM(config).eval(), path)
+
+
 def read_header(path: str | Path) -> dict[str, str]:
     """Header metadata of a checkpoint, without loading weights."""
     path = Path(path)

@@ -40,9 +40,8 @@ from embeddings_store.grid import (
 from embeddings_store.precompute import PrecomputeSpec, precompute
 from embeddings_store.region import Region
 from embeddings_store.store import EmbeddingStore
-from model.checkpoint import save_checkpoint
+from model.checkpoint import save_random_checkpoint
 from model.config import ModelConfig, load_config
-from model.psm import PSM
 
 
 def paper_image_config() -> ModelConfig:
@@ -68,9 +67,8 @@ def bench_precompute(
     base_m: float,
 ) -> dict[str, object]:
     """Run precompute once; cells/s over valid cells, wall clock including imagery reads."""
-    torch.manual_seed(0)
     ckpt = workdir / f"{name}.safetensors"
-    save_checkpoint(PSM(config).eval(), ckpt)
+    save_random_checkpoint(config, ckpt, seed=0)
     store = workdir / f"{name}-{precision}.zarr"
     spec = PrecomputeSpec(
         imagery=str(tif),

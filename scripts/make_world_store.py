@@ -41,26 +41,26 @@ def main() -> int:
     from embeddings_store.demo.paths import demo_paths
     from embeddings_store.store import EmbeddingStore
     from embeddings_store.synthetic import write_world_store
-    from model.checkpoint import load_checkpoint
+    from model.checkpoint import load_checkpoint, save_random_checkpoint
+    from model.config import load_config
     from model.errors import SoundscapeError, exit_code
 
     demo = demo_paths()
+    beside = args.out.with_name(f"{args.out.stem}-model.safetensors")
+    checkpoint = args.checkpoint or str(beside if args.random_model else demo.checkpoint)
+    if args.pool < 1:
+        print("make_world_store: --pool must be positive", file=sys.stderr)
+        return 2
     if args.random_model:
-        beside = args.out.with_name(f"{args.out.stem}-model.safetensors")
-        checkpoint = args.checkpoint or str(beside)
         try:
-            write_random_model(args.random_model, checkpoint, args.seed)
+            save_random_checkpoint(load_config(args.random_model), checkpoint, args.seed)
         except SoundscapeError as exc:
             print(f"make_world_store: {exc}", file=sys.stderr)
             return exit_code(exc)
         print(f"wrote {checkpoint}: config {args.random_model}, random weights (seed {args.seed})")
-    checkpoint = checkpoint if args.random_model else args.checkpoint or str(demo.checkpoint)
     if not Path(checkpoint).exists():
         print(f"make_world_store: {checkpoint} does not exist: run `soundscape demo` or pass "
               "--checkpoint", file=sys.stderr)  # fmt: skip
-        return 2
-    if args.pool < 1:
-        print("make_world_store: --pool must be positive", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
     try:
@@ -90,19 +90,6 @@ def main() -> int:
     print(f"wrote {args.out}: {valid:,} valid cells of {lv} over {store.attrs['bounds']} "
           f"(model {store.model_id}, D={store.embed_dim}) in {took:.0f} s")  # fmt: skip
     return 0
-
-
-def write_random_model(config: str, path: str, seed: int) -> None:
-    """Save a model of `config` with weights drawn from `seed` (same seed, same model id)."""
-    import torch
-
-    from model.checkpoint import save_checkpoint
-    from model.config import load_config
-    from model.psm import PSM
-
-    cfg = load_config(config)  # a ConfigError for an unknown name, before any work
-    torch.manual_seed(seed)
-    save_checkpoint(PSM(cfg).eval(), path)
 
 
 if __name__ == "__main__":

@@ -354,9 +354,10 @@ class Engine:
         `searched` (cells considered) say how the answer was found.
         """
         if self.bbox_chunks(level, bbox) <= GALLERY_MIN_CHUNKS:
-            self.fuse_ahead(CellExtent.for_bbox(level, bbox.as_tuple()), metadata)
+            extent = CellExtent.for_bbox(level, bbox.as_tuple())
+            self.fuse_ahead(extent, metadata)
             ds = self.scores(query, metadata, level, bbox)
-            keep = self.mask_in(CellExtent.for_bbox(level, bbox.as_tuple()), self.eligible(level))
+            keep = self.mask_in(extent, self.eligible(level))
             ds["score"] = ds["score"].copy(data=np.where(keep, ds["score"].values, np.nan))
             found = top_cells(ds, k)
             found.attrs |= {"exact": 1, "fused": 0, "searched": int(keep.sum())}

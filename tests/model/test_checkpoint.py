@@ -85,3 +85,17 @@ def test_save_is_atomic_and_leaves_no_temp_files(tiny_model, tmp_path):
     save_checkpoint(tiny_model, tmp_path / "a.safetensors")
     save_checkpoint(PSM(tiny_model.config), tmp_path / "a.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]
+
+
+def test_random_checkpoints_are_seeded(tmp_path):
+    """The benchmarks' stand-in models: the same seed writes the same model (id and weights),
+    another seed another one."""
+    from model.checkpoint import load_checkpoint, save_random_checkpoint
+    from model.config import load_config
+
+    cfg = load_config("test")
+    a = save_random_checkpoint(cfg, tmp_path / "a.safetensors", seed=4)
+    b = save_random_checkpoint(cfg, tmp_path / "b.safetensors", seed=4)
+    c = save_random_checkpoint(cfg, tmp_path / "c.safetensors", seed=5)
+    assert a == b != c
+    assert load_checkpoint(tmp_path / "a.safetensors").model_id == a
