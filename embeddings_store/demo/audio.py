@@ -681,8 +681,13 @@ def synthesize_mixture(
     sample_rate: int = SAMPLE_RATE,
     background_db: tuple[float, float] = (-40.0, -20.0),
     max_sources: int = 4,
+    secondary_db: tuple[float, float] = (-12.0, -6.0),
 ) -> np.ndarray:
-    """Mix the heaviest class with quieter secondary classes over pink/brown background noise."""
+    """Mix the heaviest class with quieter secondary classes over pink/brown background noise.
+
+    A secondary class sits below the main one by its weight ratio times a gain drawn uniformly
+    in `secondary_db` decibels.
+    """
     w = np.zeros(len(CLASS_NAMES))
     if isinstance(weights, dict):
         for c, v in weights.items():
@@ -705,7 +710,7 @@ def synthesize_mixture(
     for c in order[1:]:
         # Secondary sources sit below the main one by their weight ratio and a further few dB,
         # so the drawn class always dominates while the others stay audible.
-        gain = (w[c] / main) * _db(rng, -12.0, -6.0)
+        gain = (w[c] / main) * _db(rng, *secondary_db)
         out += gain * _unit(_GENERATORS[int(c)](rng, n, sample_rate))
     lo, hi = background_db
     out = out + _db(rng, min(lo, hi), max(lo, hi)) * _rms(out) * _background(rng, n, sample_rate)

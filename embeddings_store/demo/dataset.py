@@ -32,6 +32,10 @@ from model.data import SPLITS, Sample
 from model.transforms import PSM_ZOOM_LEVELS
 
 RENDER_CHUNK = 250  # points per task: big enough to amortise opening the imagery
+# A "sampled" mixture's other sounds sit this many dB (uniform) below the main one, on top of
+# their probability ratio: loud enough to move a clip's embedding toward its place's mix.
+SAMPLED_SECONDARY_DB = (-10.0, -2.0)
+SAMPLED_MAX_WEIGHT = 0.999  # the main class stays first in synthesize_mixture's order
 RENDER_VERSION = 2  # bump when the rendering below changes, so old caches are not reused
 
 
@@ -153,11 +157,16 @@ class DemoWorldDataset:
         rng = np.random.default_rng([self.spec.seed, int(self.world_index[index]), 1])
         cls = int(w["class_index"][index])
         sec, sr = self.spec.clip_seconds, self.spec.sample_rate
-        if rng.random() < self.spec.mixture_rate:
-            weights = 0.3 * self.probs[index] / self.probs[index].max()
-            weights[cls] = 1.0
-            return synthesize_mixture(weights, rng, sec, sr, max_sources=3)
-        return synthesize(cls, rng, sec, sr)
+        if rng.random() >= self.spec.mixture_rate:
+            return synthesize(cls, rng, sec, sr)
+        if self.spec.mixture_secondaries == "sampled":
+            weights = sampled_mixture_weights(self.probs[index], cls, rng)
+            return synthesize_mixture(
+                weights, rng, sec, sr, max_sources=3, secondary_db=SAMPLED_SECONDARY_DB
+            )
+        weights = 0.3 * self.probs[index] / self.probs[index].max()
+        weights[cls] = 1.0
+        return synthesize_mixture(weights, rng, sec, sr, max_sources=3)
 
     def caption(self, index: int) -> str:
         """Caption of sample `index` in the style of its caption source."""
@@ -191,6 +200,25 @@ class DemoWorldDataset:
             asource=int(w["audio_source"][index]),
             tsource=int(w["caption_source"][index]),
         )
+
+
+def sampled_mixture_weights(
+    probs: np.ndarray, main: int, rng: np.random.Generator, max_others: int = 2
+) -> np.ndarray:
+    """Mixture weights of a "sampled" clip: the main class at 1 and one to `max_others` other
+    classes drawn without replacement in proportion to `probs`, each weighted
+    sqrt(p_other / p_main) (below 1, so the main class stays the loudest)."""
+    p = np.asarray(probs, dtype=np.float64)
+    others = p.copy()
+    others[main] = 0.0
+    n = min(int(rng.integers(1, max_others + 1)), int(np.count_nonzero(others)))
+    weights = np.zeros_like(p)
+    weights[main] = 1.0
+    if n == 0:
+        return weights
+    picks = rng.choice(p.size, size=n, replace=False, p=others / others.sum())
+    weights[picks] = np.minimum(np.sqrt(p[picks] / max(p[main], 1e-12)), SAMPLED_MAX_WEIGHT)
+    return weights
 
 
 def image_offsets(spec: DemoWorldSpec, zooms: tuple[int, ...] = PSM_ZOOM_LEVELS) -> np.ndarray:

@@ -44,7 +44,11 @@ class DemoRecipe:
         world = dict(data["world"])
         if "bbox" in world:
             world["bbox"] = tuple(float(v) for v in world["bbox"])
-        return cls(str(data["config"]), DemoWorldSpec(**world), TrainConfig(**data["train"]))
+        try:
+            spec = DemoWorldSpec(**world)
+        except ValueError as exc:
+            raise ConfigError(f"{path} world: {exc}") from exc
+        return cls(str(data["config"]), spec, TrainConfig(**data["train"]))
 
 
 def _field_names(cls: type) -> set[str]:

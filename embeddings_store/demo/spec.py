@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 DEMO_TRAIN_BBOX: tuple[float, float, float, float] = (-130.0, 20.0, -60.0, 55.0)
 
 
+MIXTURE_SECONDARIES: tuple[str, ...] = ("heaviest", "sampled")
+
+
 @dataclass(frozen=True)
 class DemoWorldSpec:
     """What defines a demo world's samples (everything that changes them is in here)."""
@@ -20,6 +23,11 @@ class DemoWorldSpec:
     clip_seconds: float = 3.0
     sample_rate: int = 16000
     mixture_rate: float = 0.5  # share of clips that mix in quieter sounds of the same place
+    # Which sounds a mixed clip adds to its class: "heaviest" (the place's most probable other
+    # classes, far below the main one) or "sampled" (one or two others drawn in proportion to
+    # their probability there, as loud as that probability says: mixed places make mixed clips,
+    # as real recordings are). Issue 26, docs/demo-model.md "Uncertainty".
+    mixture_secondaries: str = "heaviest"
     # Land recording places are weighted by land_floor + town_weight x urban density (people
     # record where they live: the top tenth of land by urban density gets half the recordings).
     land_floor: float = 0.1
@@ -29,6 +37,15 @@ class DemoWorldSpec:
     # drawn per zoom). Issue 26's second experiment (docs/demo-model.md) tried 1.0 with a
     # land_floor of 0.5; the shipped world keeps both off.
     footprint_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mixture_secondaries not in MIXTURE_SECONDARIES:
+            raise ValueError(
+                f"mixture_secondaries must be one of {MIXTURE_SECONDARIES},"
+                f" got {self.mixture_secondaries!r}"
+            )
+        if not 0.0 <= self.mixture_rate <= 1.0:
+            raise ValueError(f"mixture_rate must be in [0, 1], got {self.mixture_rate}")
 
     def key(self) -> str:
         """Short content hash used in cache file names."""
