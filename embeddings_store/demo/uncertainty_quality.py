@@ -30,6 +30,7 @@ from embeddings_store.fusion import CellFusion
 from embeddings_store.grid import Level
 from embeddings_store.scoring import BBox, Points, fused_at_points, score_region
 from embeddings_store.store import EmbeddingStore
+from model.data import SoundscapeDataset
 from model.metadata import Metadata
 from model.psm import PSM
 
@@ -112,6 +113,89 @@ def clip_distance(
     dist = 2.0 - 2.0 * mu @ clips.T.astype(np.float64)
     out[fused.valid] = np.sort(dist, axis=1)[:, :k].mean(axis=1)
     return out
+
+
+def loss_optimal_variance(
+    image_mu: np.ndarray,
+    audio_mu: np.ndarray,
+    audio_var: np.ndarray,
+    a: float,
+    b: float,
+    batch: int = 128,
+    upper: float = 20.0,
+) -> np.ndarray:
+    """The image variance c = ||sigma^2||_1 that minimises each image's row of PCME++'s matching
+    loss, given the means: image i's positive is recording i, the others its negatives (their
+    loss scaled to a batch of `batch`), logits b - a (||mu_i - mu_j||^2 + c + audio_var_j).
+
+    The row loss is convex in c, so its derivative (1 - p_ii) - w * sum_j p_ij, w = (batch - 1)
+    / (N - 1), is increasing and its root is found by bisection in [0, upper] (0 where the
+    derivative is already positive there: the loss would want a negative variance).
+    """
+    mu_i = np.asarray(image_mu, np.float64)
+    mu_a = np.asarray(audio_mu, np.float64)
+    n = mu_i.shape[0]
+    if mu_a.shape[0] != n or np.shape(audio_var) != (n,) or n < 2:
+        raise ValueError("need N >= 2 images paired one to one with N recordings")
+    dist = (mu_i**2).sum(1)[:, None] + (mu_a**2).sum(1)[None, :] - 2.0 * mu_i @ mu_a.T
+    base = dist + np.asarray(audio_var, np.float64)[None, :]
+    w = (batch - 1) / (n - 1)
+    negative = ~np.eye(n, dtype=bool)
+
+    def slope(c: np.ndarray) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-(b - a * (base + c[:, None]))))
+        return (1.0 - np.diagonal(p)) - w * np.where(negative, p, 0.0).sum(axis=1)
+
+    lo, hi = np.zeros(n), np.full(n, float(upper))
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        up = slope(mid) > 0.0  # the loss already rises: the optimum lies below
+        hi, lo = np.where(up, mid, hi), np.where(up, lo, mid)
+    return 0.5 * (lo + hi)
+
+
+@dataclass
+class OptimalVarianceReport:
+    """Learned image variance against the loss-optimal one, on held-out pairs, no metadata."""
+
+    pairs: int
+    mean_optimal: dict[int, float]  # PSM zoom -> mean loss-optimal c
+    mean_learned: dict[int, float]  # PSM zoom -> mean learned c = ||sigma^2||_1
+    spearman: dict[int, float]  # PSM zoom -> Spearman(learned c, optimal c)
+    share_5_over_1_optimal: float  # paired share where the optimum is larger at zoom 5
+    share_5_over_1_learned: float
+
+    def to_json(self) -> dict[str, object]:
+        """Plain data."""
+        return asdict(self)
+
+
+def optimal_variance_report(
+    model: PSM, split: SoundscapeDataset, n: int = 1200, zooms: tuple[int, ...] = (1, 5)
+) -> OptimalVarianceReport:
+    """Does the image variance do what the matching loss asks, given the learned means?
+    The first n pairs of `split` at each zoom, without metadata (the learned a, b)."""
+    from model.evaluate import embed_split
+
+    n = min(n, len(split))
+    a, b = model.match_parameters()
+    optimal, learned = {}, {}
+    for z in zooms:
+        image, audio, _ = embed_split(model, split, z, n, 100, with_metadata=False)
+        audio_var = audio.logvar.double().exp().sum(1).cpu().numpy()
+        optimal[z] = loss_optimal_variance(
+            image.mu.cpu().numpy(), audio.mu.cpu().numpy(), audio_var, a, b
+        )
+        learned[z] = image.logvar.double().exp().sum(1).cpu().numpy()
+    lo, hi = zooms[0], zooms[-1]
+    return OptimalVarianceReport(
+        n,
+        {z: float(optimal[z].mean()) for z in zooms},
+        {z: float(learned[z].mean()) for z in zooms},
+        {z: float(spearmanr(learned[z], optimal[z]).correlation) for z in zooms},
+        float(np.mean(optimal[hi] > optimal[lo])),
+        float(np.mean(learned[hi] > learned[lo])),
+    )
 
 
 def uncertainty_report(

@@ -139,6 +139,32 @@ def test_audio_has_variety_and_follows_the_class(train):
     assert np.isfinite(a).all() and 0 < np.abs(a).max() <= 1.0
 
 
+def test_sampled_mixtures_draw_other_sounds_by_their_probability_at_the_place():
+    probs = np.array([0.4, 0.3, 0.2, 0.1] + [0.0] * 10)
+    picked = np.zeros(14)
+    for seed in range(3000):
+        w = demo_dataset.sampled_mixture_weights(probs, 0, np.random.default_rng(seed))
+        others = np.flatnonzero(w)[1:] if w[0] == 1.0 else None
+        assert others is not None and 1 <= others.size <= 2
+        assert np.all(w[others] < 1.0)  # the drawn class stays the loudest
+        # as loud as their probability says, relative to the main class
+        assert np.allclose(w[others], np.sqrt(probs[others] / probs[0]))
+        picked[others] += 1
+    assert picked[4:].sum() == 0  # impossible here, never drawn
+    # one draw (without replacement, 1 or 2 per clip) follows the probabilities' order
+    assert picked[1] > picked[2] > picked[3] > 0
+
+
+def test_the_mixture_knob_changes_only_the_mixed_clips(layers, bluemarble_tif, train):
+    sampled = make("train", layers, bluemarble_tif, mixture_secondaries="sampled")
+    same = [np.array_equal(train.audio(i), sampled.audio(i)) for i in range(40)]
+    # Pure clips (about half at the default mixture_rate) are identical; mixed ones differ.
+    assert 5 < sum(same) < 35
+    assert np.array_equal(sampled.audio(3), sampled.audio(3))  # still deterministic
+    with pytest.raises(ValueError, match="mixture_secondaries"):
+        DemoWorldSpec(mixture_secondaries="loud")
+
+
 def test_captions_and_metadata_match_the_world(train):
     s = train.sample(3, 1)
     assert isinstance(s.caption, str) and s.caption

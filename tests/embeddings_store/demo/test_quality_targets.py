@@ -31,7 +31,11 @@ from embeddings_store.demo.quality import (
 )
 from embeddings_store.demo.recipe import DemoRecipe
 from embeddings_store.demo.sounds import write_gallery_audio
-from embeddings_store.demo.uncertainty_quality import CLOSENESS_CLIPS, uncertainty_report
+from embeddings_store.demo.uncertainty_quality import (
+    CLOSENESS_CLIPS,
+    optimal_variance_report,
+    uncertainty_report,
+)
 from embeddings_store.grid import Level
 from embeddings_store.precompute import PrecomputeSpec, precompute
 from embeddings_store.region import Region
@@ -63,6 +67,8 @@ TARGET_ECE = 0.05
 # Issue 26's diagnosis: ||sigma||_1 falls with the distance of a cell's mean to recordings
 # (Spearman -0.85 / -0.87 at zoom 1 / 5 on the demo store, -0.8 or lower here).
 CLOSENESS_RHO_MAX = -0.6
+# ... and follows the loss-optimal variance given the means (Spearman 0.89 / 0.88, 1,200 pairs).
+OPTIMAL_RHO_MIN = 0.7
 
 
 def load_shipped():
@@ -291,6 +297,13 @@ def test_uncertainty_diagnosis_holds(shipped, usa_store, layers, test_split):
     # demo store).
     assert report.share_5_over_1["none"] < 0.5, report
     assert max(report.spearman_entropy["none"].values()) < 0, report
+    # The variance head is not at fault: on held-out pairs the learned variance follows the one
+    # that minimises the matching loss given the means (Spearman 0.89 / 0.88 on 1,200 pairs),
+    # and that optimum is itself lower at zoom 5 (share 0.25): the means' geometry decides.
+    opt = optimal_variance_report(shipped, test_split, 600)
+    assert opt.pairs == min(600, len(test_split))
+    assert min(opt.spearman.values()) >= OPTIMAL_RHO_MIN, opt
+    assert opt.share_5_over_1_optimal < 0.5 and opt.share_5_over_1_learned < 0.5, opt
 
 
 def test_match_probability_is_calibrated_on_held_out_pairs(shipped, test_split):

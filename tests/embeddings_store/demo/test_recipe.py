@@ -35,6 +35,8 @@ def test_packaged_recipe_is_the_shipped_models_recipe():
         (lambda d: d["world"].update(size=3), "world: unknown keys \\['size'\\]"),
         (lambda d: d.update(train=[1, 2]), "expected a JSON object"),
         (lambda d: d.pop("world"), "missing keys \\['world'\\]"),
+        (lambda d: d["world"].update(mixture_secondaries="loud"), "world: mixture_secondaries"),
+        (lambda d: d["world"].update(mixture_rate=1.5), "world: mixture_rate"),
     ],
 )
 def test_a_recipe_with_unknown_or_malformed_keys_is_refused(tmp_path, edit, message):
