@@ -77,6 +77,21 @@ def level_coverage(store: EmbeddingStore, level: Level, places: PlaceIndex) -> L
     return LevelCoverage(level, valid, land, region, edge_cells(valid), country)
 
 
+def coverage_tag() -> str:
+    """Names the geodata the masks are drawn from (GeoNames index, MODIS land cover): masks
+    kept across starts are redrawn when it changes."""
+    from embeddings_store.places import index_tag
+
+    try:
+        from embeddings_store.demo.geo import modis_landcover_path
+
+        tif = modis_landcover_path()
+        modis = f"{tif.name}:{tif.stat().st_size}"
+    except (RuntimeError, ModuleNotFoundError, ImportError, OSError):
+        modis = "none"
+    return f"{index_tag()}|{modis}|near{NEAR_KM}"
+
+
 def land_at_cells(level: Level, lat: np.ndarray, lon: np.ndarray) -> np.ndarray | None:
     """Whether MODIS shows land at each cell's centre or the middle of a side (None when the
     land-cover package is not installed)."""

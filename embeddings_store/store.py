@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.sync import sync
 
 from embeddings_store.cells import Cells
 from embeddings_store.grid import CellExtent, Level, crs_attrs, tiles_for_bbox
@@ -335,6 +336,17 @@ class EmbeddingStore:
     def done_mask(self, psm_zoom: int) -> np.ndarray:
         """(tiles_y, tiles_x) bool: chunks completely written."""
         return np.asarray(self.array(psm_zoom, "done")[:]) == 1
+
+    def written_chunks(self, psm_zoom: int) -> list[str]:
+        """Sorted keys of the level's written `done` chunks: a listing, no reads (one file per
+        chunk makes reading the mask itself slow on a large level), and it grows when a
+        precompute adds chunks."""
+        arr = self.array(psm_zoom, "done")
+
+        async def keys() -> list[str]:
+            return [k async for k in arr.store.list_prefix(f"{arr.path}/")]
+
+        return sorted(k for k in sync(keys()) if not k.endswith("zarr.json"))
 
     def pending_tiles(self, psm_zoom: int) -> list[tuple[int, int]]:
         """Chunk tiles not yet written."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from embeddings_store.coverage import LevelCoverage, level_coverage
+from embeddings_store.coverage import LevelCoverage, coverage_tag, level_coverage
 from embeddings_store.export import cog_bytes
 from embeddings_store.fusion import FusedCells, fuse_h_at
 from embeddings_store.grid import (
@@ -45,6 +45,7 @@ from embeddings_store.scoring import (
 )
 from embeddings_store.search import (
     Candidates,
+    CellMatrix,
     SearchBudget,
     SearchResult,
     Surrogate,
@@ -67,8 +68,11 @@ from model.scoring import (
 )
 from server.cache import TieredCache
 from server.fused import CachedFusion
-from server.gallery import Gallery, build_gallery, level_h, pick_backend
+from server.gallery import Gallery, build_gallery, gallery_of, level_h, pick_backend
+from server.level_cache import LevelCache, level_digest
 from server.render import percentile_range, summary_range
+
+COUNTRY_BYTES = 8  # a kept coverage's country code, ASCII padded with NULs
 
 # Time sweeps (query-independent, about 1 MB each at the demo's width) kept in memory.
 MAX_SWEEPS = 8
@@ -95,8 +99,11 @@ class Engine:
         sweep_cells: int = DEFAULT_SWEEP_CELLS,
         search_budget: SearchBudget | None = None,
         search_threads: int = 1,
+        level_cache: LevelCache | None = None,
     ) -> None:
         self.model = model
+        self.level_cache = level_cache
+        self._written: dict[int, list[str]] = {}
         self.search_budget = search_budget or SearchBudget()
         self.search_threads = search_threads
         self._search_pool: ThreadPoolExecutor | None = None
@@ -186,9 +193,28 @@ class Engine:
         with self._coverage_lock:
             found = self._coverage.get(level.psm_zoom)
             if found is None:
-                found = level_coverage(self.store, level, PlaceIndex.load())
+                found = self._kept_coverage(level)
                 self._coverage[level.psm_zoom] = found
             return found
+
+    def _kept_coverage(self, level: Level) -> LevelCoverage:
+        """A level's masks from the level cache when it keeps them, else drawn (and kept)."""
+        shape = self.store.extent(level.psm_zoom).cells.shape
+        kept = self._kept_level(shape[0] * shape[1])
+        if kept is None:
+            return level_coverage(self.store, level, PlaceIndex.load())
+        name = self._kept_name(level, "coverage", coverage_tag())
+        masks = ("valid", "land", "region", "edge")
+        expect = {**{k: (shape, "|b1") for k in masks}, "country": ((COUNTRY_BYTES,), "|u1")}
+        arrays = kept.load(name, expect)
+        if arrays is None:
+            cov = level_coverage(self.store, level, PlaceIndex.load())
+            code = np.frombuffer(cov.country.encode("ascii").ljust(COUNTRY_BYTES, b"\0"), np.uint8)
+            arrays = kept.save(name, {**{k: getattr(cov, k) for k in masks}, "country": code})
+            if arrays is None:
+                return cov
+        country = bytes(arrays["country"]).rstrip(b"\0").decode("ascii")
+        return LevelCoverage(level, *(np.array(arrays[k]) for k in masks), country)
 
     def mask_in(self, extent: CellExtent, mask: np.ndarray) -> np.ndarray:
         """A level-wide mask (over the stored extent) cut to `extent` (False outside it)."""
@@ -476,14 +502,39 @@ class Engine:
             if found is not None and found.shape[0] == base.cx.size:
                 return found
             ext = self.store.extent(level.psm_zoom)
-            found = level_h(
-                level, list(ext.tiles()),
-                lambda ty: self.store.read_band(level.psm_zoom, ty, ("h", "valid")),
-                ext.tx0, base.cx.size, self.store.embed_dim,
-                (self.spill_dir(), self.gallery_bytes // 2),
-            )  # fmt: skip
+            n, dim = base.cx.size, self.store.embed_dim
+            kept, found = self._kept_level(n), None
+            if kept is not None:
+                found = kept.load(self._kept_name(level, "h"), {"h": ((n, dim), "<f2")})
+                if found is not None:
+                    found = found["h"]
+            if found is None:
+                found = level_h(
+                    level, list(ext.tiles()),
+                    lambda ty: self.store.read_band(level.psm_zoom, ty, ("h", "valid")),
+                    ext.tx0, n, dim, (self.spill_dir(), self.gallery_bytes // 2),
+                )  # fmt: skip
+                if kept is not None:
+                    saved = kept.save(self._kept_name(level, "h"), {"h": found})
+                    if saved is not None:
+                        found = self._unspill(found, saved["h"])
             self._level_h[level.psm_zoom] = found
             return found
+
+    def _kept_level(self, cells: int) -> LevelCache | None:
+        """The level cache, when it keeps a level of `cells` valid cells (at least its
+        `min_cells`); None otherwise."""
+        cache = self.level_cache
+        return cache if cache is not None and cells >= cache.min_cells else None
+
+    def _kept_name(self, level: Level, what: str, extra: str = "") -> str:
+        """A level cache entry's name: the store, the level, what it holds, its written chunks
+        (listed once: the store is fixed while the engine serves) and `extra`."""
+        written = self._written.get(level.psm_zoom)
+        if written is None:
+            written = self._written[level.psm_zoom] = self.store.written_chunks(level.psm_zoom)
+        digest = level_digest(written, self.store.embed_dim, extra)
+        return f"{self.fusion.token}-psm{level.psm_zoom}-{what}-{digest}"
 
     def search_pool(self) -> ThreadPoolExecutor | None:
         """Threads a top-k search (one at a time) and `fuse_ahead` fuse on (None: the calling
@@ -527,6 +578,27 @@ class Engine:
             job.result()
         return len(jobs)
 
+    def _unspill(self, built: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        """`kept` (mapped from the level cache) in place of `built`, whose spill file, if it has
+        one, is removed now rather than with the engine."""
+        path = getattr(built, "filename", None)
+        if path is not None and self._spill is not None and Path(path).parent == self._spill:
+            Path(path).unlink(missing_ok=True)  # a live mapping keeps its pages until unmapped
+        return kept
+
+    def _kept_gallery(self, kept: LevelCache | None, level: Level, n: int) -> Gallery | None:
+        """The level's no-metadata gallery mapped from the level cache (None: not kept)."""
+        if kept is None:
+            return None
+        dim = self.store.embed_dim
+        vector = {k: ((n,), dt) for k, dt in (("tail", "<f4"), ("cx", "<i4"), ("cy", "<i4"),
+                                              ("unc", "<f4"))}  # fmt: skip
+        arrays = kept.load(self._kept_name(level, "gallery"), {"mu": ((n, dim), "<f2"), **vector})
+        if arrays is None:
+            return None
+        matrix = CellMatrix(arrays["mu"], arrays["tail"])
+        return gallery_of(level, arrays["cx"], arrays["cy"], arrays["unc"], matrix, self.backend)
+
     def spill_dir(self) -> Path:
         """A folder of this engine's own for matrices larger than `gallery_mb` (removed with
         the engine)."""
@@ -544,7 +616,7 @@ class Engine:
                 self._galleries.move_to_end(key)
                 return found
             ext = self.store.extent(level.psm_zoom)
-            valid_all = np.asarray(self.store.array(level.psm_zoom, "valid")[:], bool)
+            valid_all = self.coverage(level).valid  # read once, for the masks and here
             n = level.n
             # Read precomputed cells straight from the store: a million cells would flush the LRU.
             cached = not self.fusion.from_store(metadata)
@@ -572,9 +644,24 @@ class Engine:
 
             # A store's mu0 is float16: kept so, a no-metadata gallery is exact at half the bytes.
             half = self.fusion.from_store(metadata)
-            gallery = build_gallery(level, list(ext.tiles()), valid_of, chunk_of,
-                                    self.store.embed_dim, self.backend, half,
-                                    (self.spill_dir(), self.gallery_bytes))  # fmt: skip
+            kept = self._kept_level(int(valid_all.sum())) if half else None
+            gallery = self._kept_gallery(kept, level, int(valid_all.sum()))
+            if gallery is None:
+                gallery = build_gallery(level, list(ext.tiles()), valid_of, chunk_of,
+                                        self.store.embed_dim, "numpy" if kept else self.backend,
+                                        half, (self.spill_dir(), self.gallery_bytes))  # fmt: skip
+                if kept is not None:
+                    m = gallery.matrix
+                    kept.save(self._kept_name(level, "gallery"), {
+                        "mu": m.mu, "tail": m.tail, "cx": gallery.cx, "cy": gallery.cy,
+                        "unc": gallery.unc})  # fmt: skip
+                    built, gallery = gallery, self._kept_gallery(kept, level, gallery.cx.size)
+                    if gallery is not None:
+                        self._unspill(built.matrix.mu, gallery.matrix.mu)
+                    gallery = gallery or built
+                    if gallery.backend != self.backend:  # the save failed: index it here
+                        gallery = gallery_of(level, gallery.cx, gallery.cy, gallery.unc,
+                                             gallery.matrix, self.backend)  # fmt: skip
             self._galleries[key] = gallery
             while (
                 len(self._galleries) > 1

@@ -204,7 +204,15 @@ def build_gallery(
         cx[pos:end], cy[pos:end] = cx0 + c, cy0 + r
         pos = end
     matrix = CellMatrix(settle(mu)[:pos], tail[:pos])
-    cx, cy, unc = cx[:pos], cy[:pos], unc[:pos]
+    return gallery_of(level, cx[:pos], cy[:pos], unc[:pos], matrix, backend)
+
+
+def gallery_of(
+    level: Level, cx: np.ndarray, cy: np.ndarray, unc: np.ndarray, matrix: CellMatrix, backend: str
+) -> Gallery:
+    """A gallery of assembled arrays (built now or mapped from the level cache), with its
+    faiss index when the backend is faiss."""
+    dim, pos = matrix.shape[1] - 1, matrix.shape[0]
     index = None
     if backend == "faiss":
         import faiss

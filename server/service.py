@@ -18,6 +18,7 @@ from model.metadata import Metadata
 from server.cache import LRUCache, RedisCache, TieredCache
 from server.engine import Engine
 from server.executor import BoundedExecutor
+from server.level_cache import LevelCache
 from server.metrics import Metrics
 from server.queries import QueryRegistry
 from server.ratelimit import RateLimiter
@@ -93,6 +94,14 @@ class Service:
             self.cache.redis.close()
 
 
+def level_cache(settings: Settings) -> LevelCache | None:
+    """The level cache the settings ask for (None: off)."""
+    root = settings.resolved_level_cache()
+    if root is None:
+        return None
+    return LevelCache(root, settings.level_cache_keep, settings.level_cache_min_cells)
+
+
 def build_service(settings: Settings) -> Service:
     """Load the model, open the store (refusing another model's), set up caches and pools."""
     from model.checkpoint import load_checkpoint
@@ -123,7 +132,7 @@ def build_service(settings: Settings) -> Service:
         settings.similarity_backend, sweep_cells=settings.sweep_cells,
         search_budget=SearchBudget(max_fused=settings.top_k_max_fused,
                                    margin_factor=settings.top_k_margin),
-        search_threads=settings.top_k_threads,
+        search_threads=settings.top_k_threads, level_cache=level_cache(settings),
     )  # fmt: skip
     # Land, region and edge masks (and the GeoNames index behind them, about 1 s) are made now,
     # not by the first tile's colour range.

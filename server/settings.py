@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -63,6 +65,15 @@ class Settings(BaseSettings):
         description="threads one top-k search under new metadata fuses its cells on (searches "
         "run one at a time)",
     )  # fmt: skip
+    level_cache_dir: str = Field(
+        "auto",
+        description='folder that keeps a large level\'s search matrices between starts ("auto": '
+        "$XDG_CACHE_HOME/soundscape-map/levels; empty: off)",
+    )
+    level_cache_min_cells: int = Field(
+        500_000, ge=0, description="levels with fewer valid cells are rebuilt at each start"
+    )
+    level_cache_keep: int = Field(4, ge=1, le=1000, description="level cache entries kept")
     top_k_margin: float = Field(
         2.0, ge=1.0, le=100.0,
         description="the top-k stopping margin, in multiples of the largest prediction error seen",
@@ -110,6 +121,13 @@ class Settings(BaseSettings):
     def csp_image_origin(self) -> str | None:
         """The origin the page may load base-map images from, besides its own."""
         return None if self.basemap_url is None else basemap_origin(self.basemap_url)
+
+    def resolved_level_cache(self) -> str | None:
+        """The level cache folder, or None when it is off."""
+        if self.level_cache_dir != "auto":
+            return self.level_cache_dir or None
+        base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+        return str(Path(base).expanduser() / "soundscape-map" / "levels")
 
     def resolved_device(self) -> str:
         """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'."""
