@@ -198,21 +198,17 @@ class Engine:
             return found
 
     def _kept_coverage(self, level: Level) -> LevelCoverage:
-        """A level's masks from the level cache when it keeps them, else drawn (and kept)."""
+        """A level's masks, drawn or (for a large level) mapped from the level cache."""
         shape = self.store.extent(level.psm_zoom).cells.shape
-        kept = self._kept_level(shape[0] * shape[1])
-        if kept is None:
-            return level_coverage(self.store, level, PlaceIndex.load())
-        name = self._kept_name(level, "coverage", coverage_tag())
         masks = ("valid", "land", "region", "edge")
-        expect = {**{k: (shape, "|b1") for k in masks}, "country": ((COUNTRY_BYTES,), "|u1")}
-        arrays = kept.load(name, expect)
-        if arrays is None:
+
+        def draw() -> dict[str, np.ndarray]:
             cov = level_coverage(self.store, level, PlaceIndex.load())
-            code = np.frombuffer(cov.country.encode("ascii").ljust(COUNTRY_BYTES, b"\0"), np.uint8)
-            arrays = kept.save(name, {**{k: getattr(cov, k) for k in masks}, "country": code})
-            if arrays is None:
-                return cov
+            code = cov.country.encode("ascii").ljust(COUNTRY_BYTES, b"\0")
+            return {**{k: getattr(cov, k) for k in masks}, "country": np.frombuffer(code, np.uint8)}
+
+        expect = {**{k: (shape, "|b1") for k in masks}, "country": ((COUNTRY_BYTES,), "|u1")}
+        arrays = self._kept(level, "coverage", shape[0] * shape[1], expect, draw, coverage_tag())
         country = bytes(arrays["country"]).rstrip(b"\0").decode("ascii")
         return LevelCoverage(level, *(np.array(arrays[k]) for k in masks), country)
 
@@ -503,29 +499,43 @@ class Engine:
                 return found
             ext = self.store.extent(level.psm_zoom)
             n, dim = base.cx.size, self.store.embed_dim
-            kept, found = self._kept_level(n), None
-            if kept is not None:
-                found = kept.load(self._kept_name(level, "h"), {"h": ((n, dim), "<f2")})
-                if found is not None:
-                    found = found["h"]
-            if found is None:
-                found = level_h(
+
+            def read() -> dict[str, np.ndarray]:
+                return {"h": level_h(
                     level, list(ext.tiles()),
                     lambda ty: self.store.read_band(level.psm_zoom, ty, ("h", "valid")),
                     ext.tx0, n, dim, (self.spill_dir(), self.gallery_bytes // 2),
-                )  # fmt: skip
-                if kept is not None:
-                    saved = kept.save(self._kept_name(level, "h"), {"h": found})
-                    if saved is not None:
-                        found = self._unspill(found, saved["h"])
+                )}  # fmt: skip
+
+            found = self._kept(level, "h", n, {"h": ((n, dim), "<f2")}, read)["h"]
             self._level_h[level.psm_zoom] = found
             return found
 
-    def _kept_level(self, cells: int) -> LevelCache | None:
-        """The level cache, when it keeps a level of `cells` valid cells (at least its
-        `min_cells`); None otherwise."""
+    def _kept(
+        self,
+        level: Level,
+        what: str,
+        cells: int,
+        expect: dict[str, tuple[tuple[int, ...], str]],
+        build: Callable[[], dict[str, np.ndarray]],
+        extra: str = "",
+    ) -> dict[str, np.ndarray]:
+        """`build()`'s arrays, or for a level of at least the level cache's `min_cells` cells
+        its copy of them, mapped: loaded when it holds `expect`, else built and saved (a built
+        array's spill file is then removed, the copy serves)."""
         cache = self.level_cache
-        return cache if cache is not None and cells >= cache.min_cells else None
+        if cache is None or cells < cache.min_cells:
+            return build()
+        name = self._kept_name(level, what, extra)
+        found = cache.load(name, expect)
+        if found is None:
+            built = build()
+            found = cache.save(name, built)
+            if found is None:  # the disk refused: serve what was built
+                return built
+            for arr in built.values():
+                self._unspill(arr)
+        return found
 
     def _kept_name(self, level: Level, what: str, extra: str = "") -> str:
         """A level cache entry's name: the store, the level, what it holds, its written chunks
@@ -578,26 +588,11 @@ class Engine:
             job.result()
         return len(jobs)
 
-    def _unspill(self, built: np.ndarray, kept: np.ndarray) -> np.ndarray:
-        """`kept` (mapped from the level cache) in place of `built`, whose spill file, if it has
-        one, is removed now rather than with the engine."""
-        path = getattr(built, "filename", None)
+    def _unspill(self, array: np.ndarray) -> None:
+        """Remove an array's spill file (a live mapping keeps its pages until unmapped)."""
+        path = getattr(array, "filename", None)
         if path is not None and self._spill is not None and Path(path).parent == self._spill:
-            Path(path).unlink(missing_ok=True)  # a live mapping keeps its pages until unmapped
-        return kept
-
-    def _kept_gallery(self, kept: LevelCache | None, level: Level, n: int) -> Gallery | None:
-        """The level's no-metadata gallery mapped from the level cache (None: not kept)."""
-        if kept is None:
-            return None
-        dim = self.store.embed_dim
-        vector = {k: ((n,), dt) for k, dt in (("tail", "<f4"), ("cx", "<i4"), ("cy", "<i4"),
-                                              ("unc", "<f4"))}  # fmt: skip
-        arrays = kept.load(self._kept_name(level, "gallery"), {"mu": ((n, dim), "<f2"), **vector})
-        if arrays is None:
-            return None
-        matrix = CellMatrix(arrays["mu"], arrays["tail"])
-        return gallery_of(level, arrays["cx"], arrays["cy"], arrays["unc"], matrix, self.backend)
+            Path(path).unlink(missing_ok=True)
 
     def spill_dir(self) -> Path:
         """A folder of this engine's own for matrices larger than `gallery_mb` (removed with
@@ -644,24 +639,25 @@ class Engine:
 
             # A store's mu0 is float16: kept so, a no-metadata gallery is exact at half the bytes.
             half = self.fusion.from_store(metadata)
-            kept = self._kept_level(int(valid_all.sum())) if half else None
-            gallery = self._kept_gallery(kept, level, int(valid_all.sum()))
-            if gallery is None:
-                gallery = build_gallery(level, list(ext.tiles()), valid_of, chunk_of,
-                                        self.store.embed_dim, "numpy" if kept else self.backend,
-                                        half, (self.spill_dir(), self.gallery_bytes))  # fmt: skip
-                if kept is not None:
-                    m = gallery.matrix
-                    kept.save(self._kept_name(level, "gallery"), {
-                        "mu": m.mu, "tail": m.tail, "cx": gallery.cx, "cy": gallery.cy,
-                        "unc": gallery.unc})  # fmt: skip
-                    built, gallery = gallery, self._kept_gallery(kept, level, gallery.cx.size)
-                    if gallery is not None:
-                        self._unspill(built.matrix.mu, gallery.matrix.mu)
-                    gallery = gallery or built
-                    if gallery.backend != self.backend:  # the save failed: index it here
-                        gallery = gallery_of(level, gallery.cx, gallery.cy, gallery.unc,
-                                             gallery.matrix, self.backend)  # fmt: skip
+
+            def build() -> dict[str, np.ndarray]:
+                g = build_gallery(level, list(ext.tiles()), valid_of, chunk_of,
+                                  self.store.embed_dim, "numpy", half,
+                                  (self.spill_dir(), self.gallery_bytes))  # fmt: skip
+                m = g.matrix
+                return {"mu": m.mu, "tail": m.tail, "cx": g.cx, "cy": g.cy, "unc": g.unc}
+
+            if half:  # the store's own cells: a function of the store, kept between starts
+                cells, dim = int(valid_all.sum()), self.store.embed_dim
+                expect = {"mu": ((cells, dim), "<f2"), "tail": ((cells,), "<f4"),
+                          "cx": ((cells,), "<i4"), "cy": ((cells,), "<i4"),
+                          "unc": ((cells,), "<f4")}  # fmt: skip
+                arrays = self._kept(level, "gallery", cells, expect, build)
+            else:
+                arrays = build()
+            matrix = CellMatrix(arrays["mu"], arrays["tail"])
+            gallery = gallery_of(level, arrays["cx"], arrays["cy"], arrays["unc"], matrix,
+                                 self.backend)  # fmt: skip
             self._galleries[key] = gallery
             while (
                 len(self._galleries) > 1
