@@ -71,7 +71,10 @@ class LevelCache:
             log.warning("level cache entry %s unusable (%s): rebuilding it", name, exc)
             shutil.rmtree(path, ignore_errors=True)
             return None
-        os.utime(path)  # most recently used
+        try:
+            os.utime(path)  # most recently used
+        except OSError:  # a read-only cache still serves
+            pass
         return out
 
     def save(self, name: str, arrays: dict[str, np.ndarray]) -> dict | None:

@@ -180,3 +180,14 @@ def test_a_store_lists_its_written_chunks(app_factory):
     store = app_factory().state.svc.engine.store
     for z in store.extents:
         assert len(store.written_chunks(z)) == int(store.done_mask(z).sum()) > 0
+
+
+def test_a_read_only_cache_still_serves_its_entries(tmp_path, monkeypatch):
+    cache = LevelCache(tmp_path)
+    cache.save("e", {"x": np.arange(3.0)})
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(os, "utime", refuse)
+    np.testing.assert_array_equal(cache.load("e", {"x": ((3,), "<f8")})["x"], np.arange(3.0))
