@@ -16,6 +16,7 @@ Only `keep` entries are kept, the least recently used go first.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -71,10 +72,8 @@ class LevelCache:
             log.warning("level cache entry %s unusable (%s): rebuilding it", name, exc)
             shutil.rmtree(path, ignore_errors=True)
             return None
-        try:
+        with contextlib.suppress(OSError):  # a read-only cache still serves
             os.utime(path)  # most recently used
-        except OSError:  # a read-only cache still serves
-            pass
         return out
 
     def save(self, name: str, arrays: dict[str, np.ndarray]) -> dict | None:
