@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import xarray as xr
+from scipy.special import expit
 from scipy.stats import spearmanr
 
 from embeddings_store.demo.geo import GeoLayers
@@ -143,7 +144,7 @@ def loss_optimal_variance(
     negative = ~np.eye(n, dtype=bool)
 
     def slope(c: np.ndarray) -> np.ndarray:
-        p = 1.0 / (1.0 + np.exp(-(b - a * (base + c[:, None]))))
+        p = expit(b - a * (base + c[:, None]))
         return (1.0 - np.diagonal(p)) - w * np.where(negative, p, 0.0).sum(axis=1)
 
     lo, hi = np.zeros(n), np.full(n, float(upper))
