@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +41,30 @@ def level_digest(written: list[str], dim: int, extra: str = "") -> str:
     h = hashlib.sha256(f"v{FORMAT_VERSION}|{dim}|{extra}|".encode())
     h.update("\n".join(written).encode())
     return h.hexdigest()[:16]
+
+
+PREFETCH_BLOCK = 8 << 20
+
+
+def prefetch(paths: list[Path]) -> threading.Thread:
+    """Read files through once on a background thread, so that their pages are in the page
+    cache before queries fault them in one by one: after a cold boot a 10 M-cell level's first
+    top-10 took 13.6 s that way (its matrices read at 0.6 GB/s take 8 s). The kernel's own
+    read-ahead hint (posix_fadvise WILLNEED) did nothing measurable here."""
+
+    def read_through() -> None:
+        buf = bytearray(PREFETCH_BLOCK)
+        for path in paths:
+            try:
+                with open(path, "rb", buffering=0) as fh:
+                    while fh.readinto(buf):
+                        pass
+            except OSError:  # gone or unreadable: the mapping will report it, not this
+                continue
+
+    thread = threading.Thread(target=read_through, name="soundscape-prefetch", daemon=True)
+    thread.start()
+    return thread
 
 
 class LevelCache:
@@ -74,6 +99,7 @@ class LevelCache:
             return None
         with contextlib.suppress(OSError):  # a read-only cache still serves
             os.utime(path)  # most recently used
+        prefetch([path / f"{key}.npy" for key in expect])
         return out
 
     def save(self, name: str, arrays: dict[str, np.ndarray]) -> dict | None:

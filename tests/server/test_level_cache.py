@@ -191,3 +191,26 @@ def test_a_read_only_cache_still_serves_its_entries(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "utime", refuse)
     np.testing.assert_array_equal(cache.load("e", {"x": ((3,), "<f8")})["x"], np.arange(3.0))
+
+
+def test_loading_an_entry_reads_its_files_through_in_the_background(tmp_path, monkeypatch):
+    import server.level_cache as level_cache
+
+    cache = LevelCache(tmp_path)
+    cache.save("e", {"x": np.arange(3.0), "y": np.zeros((2, 2), np.float16)})
+    threads, real = [], level_cache.prefetch
+    monkeypatch.setattr(level_cache, "prefetch", lambda paths: threads.append(real(paths)))
+    read = []
+    real_open = open
+
+    def spy(path, *args, **kwargs):
+        read.append(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(level_cache, "open", spy, raising=False)
+    cache.load("e", {"x": ((3,), "<f8"), "y": ((2, 2), "<f2")})
+    assert len(threads) == 1 and threads[0].daemon
+    threads[0].join(10)
+    assert sorted(p.name for p in read) == ["x.npy", "y.npy"]
+    # A file that vanished is skipped, not an error on the thread.
+    real([tmp_path / "gone.npy"]).join(10)
