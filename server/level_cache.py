@@ -57,8 +57,9 @@ def prefetch(paths: list[Path]) -> threading.Thread:
         for path in paths:
             try:
                 with open(path, "rb", buffering=0) as fh:
-                    while fh.readinto(buf):
-                        pass
+                    got = 1
+                    while got:  # the bytes are dropped: reading them is the point
+                        got = fh.readinto(buf)
             except OSError:  # gone or unreadable: the mapping will report it, not this
                 continue
 
