@@ -579,8 +579,9 @@ class Engine:
                 continue
             if fusion.thin_key(block, metadata) is not None:
                 thin.append(block)
-            elif fusion.cache.lru.get(fusion.key(level, tx, ty, metadata)) is None:
+            else:
                 chunks.append((tx, ty))
+        chunks = fusion.uncached(level, chunks, metadata)
         if len(chunks) + bool(thin) < 2:  # one job gains nothing from a pool
             return 0
         jobs = fusion.submit(pool, level, chunks, thin, metadata)

@@ -90,10 +90,15 @@ class CachedFusion(CellFusion):
         thin: list[CellExtent], metadata: Metadata,
     ) -> list[Future]:  # fmt: skip
         """Fuse into the cache on `pool`: the thin parts as one `margins` job (when any), then
-        each of `chunks` not in the LRU as a job of its own."""
+        each of `chunks` (see `uncached`) as a job of its own."""
         jobs = [pool.submit(self.margins, thin, metadata)] if thin else []
-        missing = [c for c in chunks if self.cache.lru.get(self.key(level, *c, metadata)) is None]
-        return jobs + [pool.submit(self.chunk, level, tx, ty, metadata) for tx, ty in missing]
+        return jobs + [pool.submit(self.chunk, level, tx, ty, metadata) for tx, ty in chunks]
+
+    def uncached(
+        self, level: Level, chunks: list[tuple[int, int]], metadata: Metadata
+    ) -> list[tuple[int, int]]:
+        """The chunks whose fusion under `metadata` is not in the in-process LRU."""
+        return [c for c in chunks if self.cache.lru.get(self.key(level, *c, metadata)) is None]
 
     def margins(self, extents: list[CellExtent], metadata: Metadata) -> int:
         """Fuse into the cache, in one batched pass, the parts of chunks that `block` would fuse

@@ -97,10 +97,11 @@ class ViewPreparer:
                 jobs = []
                 if first.rescale is None:
                     jobs.append(pool.submit(tiles.value_range, query_id, query, meta, first.scale))
-                fusing = engine.fusion.submit(pool, level, chunks, margins, meta)
-                for job in jobs + fusing:
+                missing = engine.fusion.uncached(level, chunks, meta)
+                jobs += engine.fusion.submit(pool, level, missing, margins, meta)
+                for job in jobs:
                     job.result()
-                report.fused_chunks += len(fusing) - bool(margins)
+                report.fused_chunks += len(missing)
                 for _, outcome in pool.map(self._renderer(level, query_id, query), frame):
                     report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
                 report.tiles += len(frame)

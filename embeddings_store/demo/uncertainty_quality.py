@@ -34,6 +34,7 @@ from embeddings_store.store import EmbeddingStore
 from model.data import SoundscapeDataset
 from model.metadata import Metadata
 from model.psm import PSM
+from model.scoring import variance_sum
 
 # The full metadata of the "with metadata" figures: a June midday recording, its sources named.
 FULL_METADATA = Metadata(month=6, hour=12, asource="aporee", tsource="qwen")
@@ -183,11 +184,11 @@ def optimal_variance_report(
     optimal, learned = {}, {}
     for z in zooms:
         image, audio, _ = embed_split(model, split, z, n, 100, with_metadata=False)
-        audio_var = audio.logvar.double().exp().sum(1).cpu().numpy()
+        audio_var = variance_sum(audio.logvar.double()).cpu().numpy()
         optimal[z] = loss_optimal_variance(
             image.mu.cpu().numpy(), audio.mu.cpu().numpy(), audio_var, a, b
         )
-        learned[z] = image.logvar.double().exp().sum(1).cpu().numpy()
+        learned[z] = variance_sum(image.logvar.double()).cpu().numpy()
     lo, hi = zooms[0], zooms[-1]
     return OptimalVarianceReport(
         n,
