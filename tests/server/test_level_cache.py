@@ -197,9 +197,13 @@ def test_loading_an_entry_reads_its_files_through_in_the_background(tmp_path, mo
     import server.level_cache as level_cache
 
     cache = LevelCache(tmp_path)
-    cache.save("e", {"x": np.arange(3.0), "y": np.zeros((2, 2), np.float16)})
     threads, real = [], level_cache.prefetch
     monkeypatch.setattr(level_cache, "prefetch", lambda paths: threads.append(real(paths)))
+    cache.save("e", {"x": np.arange(3.0), "y": np.zeros((2, 2), np.float16)})
+    # save() maps the entry back through load(): its read-through must end before the spy
+    # goes in, or it would be counted as this load's.
+    assert len(threads) == 1
+    threads.pop().join(10)
     read = []
     real_open = open
 
