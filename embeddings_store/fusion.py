@@ -19,7 +19,7 @@ from torch import nn
 from embeddings_store.cells import Cells
 from embeddings_store.grid import CellExtent, Level
 from embeddings_store.store import EmbeddingStore
-from model.inference import fuse_embeddings
+from model.inference import fuse_embeddings, use_bf16
 from model.metadata import Metadata
 from model.scoring import augment_cells
 
@@ -181,6 +181,8 @@ class CellFusion:
         self.model = model
         self.store = store
         self.precision = precision
+        # Checked now: a bad setting fails at start-up, not on the first fused chunk.
+        self.bf16 = use_bf16(model.device, precision)
 
     def from_store(self, metadata: Metadata) -> bool:
         """Whether blocks under `metadata` are read from the store's mu0/c0/u0 (no model work)."""

@@ -90,7 +90,13 @@ def bench_top_k(client: httpx.Client, qid: str, bbox: list[float], level: int, r
 
 
 def exhaustive_recall(
-    store_path: str, checkpoint: str, text: str, bbox: list[float], level: int, answers: list
+    store_path: str,
+    checkpoint: str,
+    text: str,
+    bbox: list[float],
+    level: int,
+    answers: list,
+    precision: str = "auto",
 ) -> dict:
     """Recall@10 of each answer against the exhaustive top-10 (the engine's chunk path)."""
     import server.engine as engine_mod
@@ -102,10 +108,11 @@ def exhaustive_recall(
     from server.engine import Engine
     from server.settings import Settings
 
-    # The server's device (and so its precision: bf16 fusion on CUDA), so that both rank alike.
+    # The server's device and fusion precision, so that both rank alike: this measures the
+    # search, not bf16's rounding.
     model = load_checkpoint(checkpoint, device=Settings().resolved_device())
     store = EmbeddingStore.open(store_path, expect_model_id=model.model_id)
-    engine = Engine(model, store, TieredCache(LRUCache(64 << 20)))
+    engine = Engine(model, store, TieredCache(LRUCache(64 << 20)), precision=precision)
     engine_mod.GALLERY_MIN_CHUNKS = 1 << 40  # every bbox scored whole, chunk by chunk: exhaustive
     query = QueryEmbedding.from_text(model, text)
     lv = engine.level(level)
@@ -191,6 +198,12 @@ def main() -> int:
     p.add_argument("--no-timelapse", action="store_true", help="skip the two time-lapses")
     p.add_argument("--recall-max-cells", type=int, default=2_000_000,
                    help="measure recall@10 (exhaustively) up to this many cells")  # fmt: skip
+    p.add_argument(
+        "--fusion-precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="the server's SOUNDSCAPE_FUSION_PRECISION (recall is measured at it)",
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     if args.quick:
@@ -209,12 +222,14 @@ def main() -> int:
     res: dict = {
         "machine": machine,
         "store": {"path": args.store, "cells": cells, "embed_dim": store.embed_dim},
+        "fusion_precision": args.fusion_precision,
     }
     texts = ["frogs calling from a marsh", "traffic on a busy road", "birds singing at dawn",
              "waves crashing on the shore", "church bells ringing"]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         # A world-size store takes minutes to open (its land masks, its no-metadata matrix).
-        server = Server(args.store, args.checkpoint, {}, Path(tmp) / "serve.log", ready_s=1800)
+        env = {"SOUNDSCAPE_FUSION_PRECISION": args.fusion_precision}
+        server = Server(args.store, args.checkpoint, env, Path(tmp) / "serve.log", ready_s=1800)
         try:
             limits = httpx.Limits(max_connections=BROWSER_CONNECTIONS)
             with httpx.Client(base_url=server.url, timeout=600, limits=limits) as client:
@@ -243,7 +258,8 @@ def main() -> int:
     level_cells = int(np.asarray(store.array(level, "valid")[:], bool).sum())
     if level_cells <= args.recall_max_cells:
         res["top_k_cold"] |= exhaustive_recall(args.store, args.checkpoint, texts[0],
-                                               list(bounds), level, answers)  # fmt: skip
+                                               list(bounds), level, answers,
+                                               args.fusion_precision)  # fmt: skip
     print(json.dumps(res, indent=2))
     print("\n" + markdown(res, cells, args.view_zoom))
     if args.json:

@@ -544,7 +544,7 @@ class Engine:
         if written is None:
             written = self._written[level.psm_zoom] = self.store.written_chunks(level.psm_zoom)
         digest = level_digest(written, self.store.embed_dim, extra)
-        return f"{self.fusion.token}-psm{level.psm_zoom}-{what}-{digest}"
+        return f"{self.fusion.store_id}-psm{level.psm_zoom}-{what}-{digest}"
 
     def search_pool(self) -> ThreadPoolExecutor | None:
         """Threads a top-k search (one at a time) and `fuse_ahead` fuse on (None: the calling

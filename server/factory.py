@@ -937,7 +937,7 @@ def service_info(svc: Service) -> dict[str, Any]:
         "compute": {
             "device": str(svc.model.device),
             "similarity_backend": engine.backend,
-            "fusion_precision": "bf16" if svc.model.device.type == "cuda" else "fp32",
+            "fusion_precision": "bf16" if engine.fusion.bf16 else "fp32",
         },
         "vocabulary": {
             "audio_sources": list(cfg.audio_sources),

@@ -33,7 +33,10 @@ class CachedFusion(CellFusion):
     ) -> None:
         super().__init__(model, store, precision)
         self.cache = cache
-        self.token = store_token(store)
+        self.store_id = store_token(store)
+        # bf16 fusion gives other bits than fp32: a fleet mixing the two (a GPU worker beside a
+        # CPU one, or a changed setting) must not share fused chunks or anything drawn from them.
+        self.token = self.store_id + ("-bf16" if self.bf16 else "")
 
     def key(self, level: Level, tx: int, ty: int, metadata: Metadata) -> str:
         """Cache key of a fused chunk."""

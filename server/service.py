@@ -129,7 +129,8 @@ def build_service(settings: Settings) -> Service:
     cache = TieredCache(LRUCache(settings.lru_mb << 20), redis, metrics.observe_cache)
     engine = Engine(
         model, store, cache, settings.range_max_cells, settings.gallery_mb,
-        settings.similarity_backend, sweep_cells=settings.sweep_cells,
+        settings.similarity_backend, precision=settings.fusion_precision,
+        sweep_cells=settings.sweep_cells,
         search_budget=SearchBudget(max_fused=settings.top_k_max_fused,
                                    margin_factor=settings.top_k_margin),
         search_threads=settings.top_k_threads, level_cache=level_cache(settings),

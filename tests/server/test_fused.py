@@ -62,3 +62,35 @@ def test_parts_taken_from_the_whole_chunk_are_not_margins(app_factory):
         fusion.chunk(level, tx, ty, meta)
         assert fusion.thin_key(corner, meta) is None  # its chunk is at hand
         assert fusion.margins([corner, wide], meta) == 0
+
+
+def test_bf16_fusion_is_reported_and_keyed_apart_from_fp32(app_factory):
+    import numpy as np
+    import pydantic
+    import pytest
+
+    from server.settings import Settings
+
+    with pytest.raises(pydantic.ValidationError):
+        Settings(fusion_precision="fp16")
+    fp32, bf16 = app_factory(), app_factory(fusion_precision="bf16")
+    with TestClient(fp32) as a, TestClient(bf16) as b:
+        assert a.get("/api/info").json()["compute"]["fusion_precision"] == "fp32"
+        assert b.get("/api/info").json()["compute"]["fusion_precision"] == "bf16"
+        ea, eb = fp32.state.svc.engine, bf16.state.svc.engine
+        level = ea.default_level()
+        tx, ty = next(iter(ea.store.extent(level.psm_zoom).tiles()))
+        meta = Metadata(month=4, hour=9, asource="inat")
+        # Other bits, so other keys in a shared cache, and other drawn-answer keys too; what
+        # comes from the store alone (the level cache's entries) keeps one name.
+        assert ea.fusion.key(level, tx, ty, meta) != eb.fusion.key(level, tx, ty, meta)
+        assert ea.store_token != eb.store_token
+        assert ea._kept_name(level, "gallery") == eb._kept_name(level, "gallery")
+        got_a = ea.fusion.chunk(level, tx, ty, meta, cached=False)
+        got_b = eb.fusion.chunk(level, tx, ty, meta, cached=False)
+        assert got_a.to_bytes() != got_b.to_bytes()
+        valid = got_a.valid
+        assert valid.any()
+        np.testing.assert_allclose(got_b.aug[valid], got_a.aug[valid], atol=0.05)
+        # Near, not equal: bf16 keeps 8 bits of mantissa.
+        assert np.abs(got_b.aug[valid] - got_a.aug[valid]).max() > 0
