@@ -393,6 +393,35 @@ def test_maps_and_small_searches_fuse_ahead_on_the_pool_to_the_same_bytes(app_fa
     assert warm.fuse_ahead(extent, Metadata.none()) == 0  # the store's own cells
 
 
+def test_a_colour_range_under_new_metadata_fuses_on_the_pool_to_the_same_summary(
+    app_factory, monkeypatch
+):
+    """A map's range (and a result's percentile) fuses its sample chunks on the search pool,
+    to the summary one thread makes."""
+    import embeddings_store.fusion as fusion_mod
+
+    real, seen = fusion_mod.fuse_embeddings, []
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fusion_mod, "fuse_embeddings", spy)
+    summaries, names = [], []
+    for threads in (1, 2):
+        svc = app_factory(top_k_threads=threads).state.svc
+        _, query = svc.registry.register_text("owls")
+        assert sum(len(list(r.chunks())) for r in svc.engine.range_regions()) >= 2
+        seen.clear()
+        meta = Metadata(month=6, hour=4, asource="inat")
+        summaries.append((svc.engine.summary(meta, query), svc.engine.summary(meta, None)))
+        names.append(list(seen))
+    assert names[0] and not any(n.startswith("soundscape-search") for n in names[0])
+    assert names[1] and all(n.startswith("soundscape-search") for n in names[1])
+    for one, two in zip(*summaries, strict=True):
+        np.testing.assert_array_equal(one, two)
+
+
 def test_a_level_larger_than_gallery_memory_is_searched_from_a_mapped_file(app_factory):
     """gallery_mb below the level's size: the no-metadata matrix is written to a file and
     mapped, and every top-k answer is the one an in-memory engine gives."""
