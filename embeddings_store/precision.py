@@ -28,6 +28,7 @@ class PrecisionAgreement:
     metadata: str
     query: str
     cells: int
+    span: float  # the base scores' max - min over the cells (what the differences compare to)
     max_abs: float  # largest |score difference| (-CSD units)
     median_abs: float
     spearman: float  # rank agreement over the cells
@@ -84,6 +85,7 @@ def precision_agreement(
             rho = float(spearmanr(sa, sb)[0]) if sa.size > 1 else 1.0
             rows.append(PrecisionAgreement(
                 metadata=meta.key(), query=name, cells=int(sa.size),
+                span=float(np.ptp(sa)) if sa.size else 0.0,
                 max_abs=float(diff.max(initial=0.0)), median_abs=float(np.median(diff)) if
                 diff.size else 0.0, spearman=rho, top_overlap=len(top_a & top_b) / max(k, 1),
             ))  # fmt: skip

@@ -55,13 +55,15 @@ def main() -> int:
               "other": args.other, "rows": [r.to_json() for r in rows]}  # fmt: skip
     print(json.dumps(result, indent=2))
     print(f"\n{args.other} against fp32, PSM zoom {level}, {rows[0].cells:,} cells\n")
-    print("| metadata | query | max abs diff | median | Spearman | top-10 overlap |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| metadata | query | score span | max abs diff | median | Spearman | top-10 overlap |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r.metadata} | {r.query} | {r.max_abs:.4f} | {r.median_abs:.4f} | "
+        print(f"| {r.metadata} | {r.query} | {r.span:.3f} | {r.max_abs:.4f} | {r.median_abs:.4f} | "
               f"{r.spearman:.5f} | {r.top_overlap:.1f} |")  # fmt: skip
     worst = max(r.max_abs for r in rows)
-    print(f"\nlargest difference {worst:.4f}; Spearman at least "
+    print(f"\nlargest difference {worst:.4f} (score spans {min(r.span for r in rows):.3f}–"
+          f"{max(r.span for r in rows):.3f}); median difference at most "
+          f"{max(r.median_abs for r in rows):.4f}; Spearman at least "
           f"{min(r.spearman for r in rows):.4f}; top-10 overlap "
           f"{min(r.top_overlap for r in rows):.1f}–{max(r.top_overlap for r in rows):.1f} "
           f"(mean {sum(r.top_overlap for r in rows) / len(rows):.2f})")  # fmt: skip
