@@ -83,10 +83,12 @@ def precision_agreement(
             top_a = set(np.argsort(-sa, kind="stable")[:k].tolist())
             top_b = set(np.argsort(-sb, kind="stable")[:k].tolist())
             rho = float(spearmanr(sa, sb)[0]) if sa.size > 1 else 1.0
+            some = sa.size > 0
             rows.append(PrecisionAgreement(
                 metadata=meta.key(), query=name, cells=int(sa.size),
-                span=float(np.ptp(sa)) if sa.size else 0.0,
-                max_abs=float(diff.max(initial=0.0)), median_abs=float(np.median(diff)) if
-                diff.size else 0.0, spearman=rho, top_overlap=len(top_a & top_b) / max(k, 1),
+                span=float(np.ptp(sa)) if some else 0.0,
+                max_abs=float(diff.max()) if some else 0.0,
+                median_abs=float(np.median(diff)) if some else 0.0,
+                spearman=rho, top_overlap=len(top_a & top_b) / max(k, 1),
             ))  # fmt: skip
     return rows

@@ -326,6 +326,20 @@ def test_level_search_recall_under_random_metadata(app_factory, monkeypatch):
     assert exact >= 12
 
 
+def spy_fusion_threads(monkeypatch) -> list[str]:
+    """The names of the threads that call `fuse_embeddings` from now on (a list that grows)."""
+    import embeddings_store.fusion as fusion_mod
+
+    real, seen = fusion_mod.fuse_embeddings, []
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fusion_mod, "fuse_embeddings", spy)
+    return seen
+
+
 def test_a_search_fuses_on_its_own_threads_to_the_same_bits(app_factory, monkeypatch):
     """top_k_threads=2: a search's fusion calls run on the search pool's threads, and the answer
     is bit for bit the one-thread answer (a cell's bits do not depend on the call fusing it)."""
@@ -334,13 +348,7 @@ def test_a_search_fuses_on_its_own_threads_to_the_same_bits(app_factory, monkeyp
 
     monkeypatch.setattr(engine_mod, "GALLERY_MIN_CHUNKS", 0)  # the level search, not chunks
     monkeypatch.setattr(fusion_mod, "FUSE_BATCH", 32)  # several calls for each set of rows
-    real, seen = fusion_mod.fuse_embeddings, []
-
-    def spy(*args, **kwargs):
-        seen.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fusion_mod, "fuse_embeddings", spy)
+    seen = spy_fusion_threads(monkeypatch)
     answers, names = [], []
     for threads in (1, 2):
         svc = app_factory(top_k_threads=threads).state.svc
@@ -361,15 +369,8 @@ def test_a_search_fuses_on_its_own_threads_to_the_same_bits(app_factory, monkeyp
 def test_maps_and_small_searches_fuse_ahead_on_the_pool_to_the_same_bytes(app_factory, monkeypatch):
     """A map (COG) and a small-bbox top-k under new metadata fuse their chunks and edge parts
     on the search pool first (then the scan finds them cached), to the bytes one thread makes."""
-    import embeddings_store.fusion as fusion_mod
 
-    real, seen = fusion_mod.fuse_embeddings, []
-
-    def spy(*args, **kwargs):
-        seen.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fusion_mod, "fuse_embeddings", spy)
+    seen = spy_fusion_threads(monkeypatch)
     bbox = BBox(-102.3, 37.1, -99.6, 39.2)  # edges cut chunks: whole chunks and thin parts
     outputs, names = [], []
     for threads in (1, 2):
@@ -398,15 +399,8 @@ def test_a_colour_range_under_new_metadata_fuses_on_the_pool_to_the_same_summary
 ):
     """A map's range (and a result's percentile) fuses its sample chunks on the search pool,
     to the summary one thread makes."""
-    import embeddings_store.fusion as fusion_mod
 
-    real, seen = fusion_mod.fuse_embeddings, []
-
-    def spy(*args, **kwargs):
-        seen.append(threading.current_thread().name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fusion_mod, "fuse_embeddings", spy)
+    seen = spy_fusion_threads(monkeypatch)
     summaries, names = [], []
     for threads in (1, 2):
         svc = app_factory(top_k_threads=threads).state.svc
