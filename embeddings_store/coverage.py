@@ -87,7 +87,7 @@ def coverage_tag() -> str:
 
         tif = modis_landcover_path()
         modis = f"{tif.name}:{tif.stat().st_size}"
-    except (RuntimeError, ModuleNotFoundError, ImportError, OSError):
+    except (RuntimeError, ImportError, OSError):
         modis = "none"
     return f"{index_tag()}|{modis}|near{NEAR_KM}"
 

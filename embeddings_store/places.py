@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings_store.storage import user_cache_dir
+
 EARTH_KM = 6371.0088
 # A place is "near" a point within this distance; beyond it a point has no place (open sea,
 # empty wilderness far from any village).
@@ -266,8 +268,7 @@ def index_tag() -> str:
 
 def _cache_file() -> Path:
     """Where the built index is kept: the user cache, named by the packages' versions."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "soundscape-map"
-    return cache / f"places-{index_tag()}.npz"
+    return user_cache_dir() / f"places-{index_tag()}.npz"
 
 
 def _populations(lat: np.ndarray, lon: np.ndarray, cc: list[str]) -> np.ndarray:

@@ -10,11 +10,19 @@ needs no options at all.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from model.errors import StorageAccessError
+
+
+def user_cache_dir() -> Path:
+    """The project's folder in the user cache: $XDG_CACHE_HOME/soundscape-map (~/.cache when
+    unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(base).expanduser() / "soundscape-map"
 
 
 def is_url(location: str | Path) -> bool:

@@ -347,7 +347,7 @@ class Engine:
         crs: str | None, query_id: str,
     ) -> bytes:  # fmt: skip
         """The region as a Cloud-Optimized GeoTIFF (score, probability, uncertainty bands)."""
-        self.fuse_ahead(CellExtent.for_bbox(level, bbox.as_tuple()), metadata)
+        self.fuse_ahead([CellExtent.for_bbox(level, bbox.as_tuple())], metadata)
         ds = self.scores(query, metadata, level, bbox)
         if not bool(ds["score"].notnull().any()):
             raise OutOfRangeError(f"the store has no cell in {bbox.as_tuple()} at PSM zoom "
@@ -380,7 +380,7 @@ class Engine:
         """
         if self.bbox_chunks(level, bbox) <= GALLERY_MIN_CHUNKS:
             extent = CellExtent.for_bbox(level, bbox.as_tuple())
-            self.fuse_ahead(extent, metadata)
+            self.fuse_ahead([extent], metadata)
             ds = self.scores(query, metadata, level, bbox)
             keep = self.mask_in(extent, self.eligible(level))
             ds["score"] = ds["score"].copy(data=np.where(keep, ds["score"].values, np.nan))
@@ -565,13 +565,12 @@ class Engine:
                 weakref.finalize(self, self._search_pool.shutdown, wait=False)
             return self._search_pool
 
-    def fuse_ahead(self, extents: CellExtent | Sequence[CellExtent], metadata: Metadata) -> int:
+    def fuse_ahead(self, extents: Sequence[CellExtent], metadata: Metadata) -> int:
         """Fuse into the cache, on the search pool, what a scan of `extents` (one level's) would
         fuse in turn: their uncached chunks, one job each, and their thin edge parts in one
         batched job (the parts and bytes `CachedFusion.block` gives). For one request over many
         chunks (a map, a small top-k, a colour range); returns the jobs run."""
         pool = self.search_pool()
-        extents = [extents] if isinstance(extents, CellExtent) else list(extents)
         if pool is None or not extents or self.fusion.from_store(metadata):
             return 0
         level, fusion = extents[0].level, self.fusion

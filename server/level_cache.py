@@ -83,7 +83,15 @@ class LevelCache:
 
     def load(self, name: str, expect: dict[str, tuple[tuple[int, ...] | None, str]]) -> dict | None:
         """The entry's arrays, read-only mapped, or None when it is missing or does not hold
-        exactly `expect` (array name -> (shape, or None for any; dtype))."""
+        exactly `expect` (array name -> (shape, or None for any; dtype)); its files are then
+        read through once in the background (`prefetch`)."""
+        out = self._map(name, expect)
+        if out is not None:
+            prefetch([self._path(name) / f"{key}.npy" for key in expect])
+        return out
+
+    def _map(self, name: str, expect: dict[str, tuple[tuple[int, ...] | None, str]]) -> dict | None:
+        """`load` without the read-through."""
         path = self._path(name)
         if not path.is_dir():
             return None
@@ -100,7 +108,6 @@ class LevelCache:
             return None
         with contextlib.suppress(OSError):  # a read-only cache still serves
             os.utime(path)  # most recently used
-        prefetch([path / f"{key}.npy" for key in expect])
         return out
 
     def save(self, name: str, arrays: dict[str, np.ndarray]) -> dict | None:
@@ -128,7 +135,7 @@ class LevelCache:
             shutil.rmtree(tmp, ignore_errors=True)
         self._prune(path)
         expect = {k: (np.shape(a), np.asarray(a).dtype.str) for k, a in arrays.items()}
-        return self.load(name, expect)
+        return self._map(name, expect)  # just written: its pages are in the page cache
 
     def _prune(self, fresh: Path) -> None:
         """Drop the least recently used entries beyond `keep` (never `fresh`), and temporary
@@ -136,13 +143,17 @@ class LevelCache:
         now = time.time()
         entries = []
         for p in self.root.iterdir():
-            if not p.is_dir():
+            try:
+                if not p.is_dir():
+                    continue
+                mtime = p.stat().st_mtime
+            except OSError:  # another worker pruned it meanwhile
                 continue
             if p.name.startswith(".tmp-"):
-                if now - p.stat().st_mtime > 3600:
+                if now - mtime > 3600:
                     shutil.rmtree(p, ignore_errors=True)
             elif p != fresh:
-                entries.append((p.stat().st_mtime, p))
+                entries.append((mtime, p))
         entries.sort(reverse=True)
         for _, p in entries[self.keep - 1 :]:
             shutil.rmtree(p, ignore_errors=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 import torch
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from embeddings_store.storage import user_cache_dir
 
 
 class Settings(BaseSettings):
@@ -132,8 +132,7 @@ class Settings(BaseSettings):
         """The level cache folder, or None when it is off."""
         if self.level_cache_dir != "auto":
             return self.level_cache_dir or None
-        base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-        return str(Path(base).expanduser() / "soundscape-map" / "levels")
+        return str(user_cache_dir() / "levels")
 
     def resolved_device(self) -> str:
         """'auto' -> 'cuda' when torch sees a GPU, else 'cpu'."""

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from embeddings_store.storage import user_cache_dir
+
 # Bump when the build changes so stale caches are rebuilt rather than silently reused.
 CACHE_VERSION = 2
 RES_DEG = 0.05
@@ -82,8 +84,7 @@ def default_cache_dir() -> Path:
     env = os.environ.get("SOUNDSCAPE_DEMO_CACHE")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "soundscape-map" / "demo-world"
+    return user_cache_dir() / "demo-world"
 
 
 def bluemarble_path() -> Path:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pydantic
+import pytest
 from fastapi.testclient import TestClient
 
 from embeddings_store.fusion import CellFusion
 from embeddings_store.grid import CellExtent
 from model.metadata import Metadata
+from server.settings import Settings
 
 
 def thin_blocks(level, held) -> list[CellExtent]:
@@ -65,12 +69,6 @@ def test_parts_taken_from_the_whole_chunk_are_not_margins(app_factory):
 
 
 def test_bf16_fusion_is_reported_and_keyed_apart_from_fp32(app_factory):
-    import numpy as np
-    import pydantic
-    import pytest
-
-    from server.settings import Settings
-
     with pytest.raises(pydantic.ValidationError):
         Settings(fusion_precision="fp16")
     fp32, bf16 = app_factory(), app_factory(fusion_precision="bf16")

@@ -389,9 +389,9 @@ def test_maps_and_small_searches_fuse_ahead_on_the_pool_to_the_same_bytes(app_fa
         np.testing.assert_array_equal(outputs[0][1][var].values, outputs[1][1][var].values)
     warm = app_factory(top_k_threads=2).state.svc.engine
     extent = CellExtent.for_bbox(level, bbox.as_tuple())
-    assert warm.fuse_ahead(extent, Metadata(month=1)) >= 2
-    assert warm.fuse_ahead(extent, Metadata(month=1)) == 0  # all cached now
-    assert warm.fuse_ahead(extent, Metadata.none()) == 0  # the store's own cells
+    assert warm.fuse_ahead([extent], Metadata(month=1)) >= 2
+    assert warm.fuse_ahead([extent], Metadata(month=1)) == 0  # all cached now
+    assert warm.fuse_ahead([extent], Metadata.none()) == 0  # the store's own cells
 
 
 def test_a_colour_range_under_new_metadata_fuses_on_the_pool_to_the_same_summary(
