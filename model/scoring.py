@@ -86,6 +86,21 @@ def match_probability(score: Tensor | np.ndarray, negative_scale: float, shift: 
     return sigmoid(negative_scale * np.asarray(score, dtype=np.float64) + shift).astype(np.float32)
 
 
+def match_share(query_logit: np.ndarray, other_logits: np.ndarray) -> np.ndarray:
+    """Per row, the query's share of the match among itself and other queries: the softmax of
+    the match logits -a*CSD + b over [query, others], read at the query (N,) and (N, M) -> (N,).
+
+    A cell's own variance adds to every one of its distances, so it cancels here: the share
+    says how much of what the cell matches is this query, which the raw score cannot (a cell
+    that matches everything less at night would make every query peak by day)."""
+    logits = np.concatenate(
+        [np.asarray(query_logit, np.float64).reshape(-1, 1), np.asarray(other_logits, np.float64)],
+        axis=1,
+    )
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (weights[:, 0] / weights.sum(axis=1)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class QueryEmbedding:
     """A query's Gaussian embedding reduced to what scoring needs: unit mean, c, ||sigma||_1."""

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from embeddings_store.grid import CellExtent, Level
-from embeddings_store.scoring import cell_values
 from embeddings_store.sounds.gallery import SoundGallery
+from embeddings_store.sounds.profile import profile_values
 from embeddings_store.timesweep import HOURS, MONTHS, peak_words, time_profile
 from model.errors import NotFoundError, OutOfRangeError
 from model.metadata import Metadata
@@ -81,29 +81,29 @@ class Listener:
     def profile(
         self, query: QueryEmbedding, lat: float, lon: float, metadata: Metadata, level: Level
     ) -> dict[str, Any]:
-        """The query's score and probability at the cell under the point for each hour and
-        each month (one batched fusion), and the peak hour in words."""
+        """The query's score, probability and (with the gallery's labels) share at the cell
+        under the point for each hour and each month (one batched fusion), and the peak hour
+        in words (`profile_values`)."""
         engine = self.engine
         cell = self._cell(level, lat, lon)
         fused = engine.fusion.block(cell, metadata)
         prof = time_profile(engine.model, engine.store, cell, metadata, engine.precision)
         if prof is None or not bool(fused.valid[0]):
             raise self._no_cell(level, lat, lon)
-        ab = engine.model.match_parameters(query.kind)
-        names = ("score", "probability")
-        hours = cell_values(prof.hours, query, names, ab)
-        months = cell_values(prof.months, query, names, ab)
-        peak_hour = int(HOURS[int(np.argmax(hours["score"]))])
-        peak_month = int(MONTHS[int(np.argmax(months["score"]))])
+        model = engine.model
+        values = profile_values(prof, query, model.match_parameters(query.kind), self.sounds,
+                                model.match_parameters("text"))  # fmt: skip
+
+        def rows(key: str, times: np.ndarray, at: dict[str, np.ndarray]) -> list[dict]:
+            return [{key: int(t), **{name: float(v[i]) for name, v in at.items()}}
+                    for i, t in enumerate(times)]  # fmt: skip
+
         return {
             "cell": self.cell_info(level, prof.lat, prof.lon, float(fused.unc[0])),
-            "hours": [{"hour": int(h), "score": float(s), "probability": float(p)}
-                      for h, s, p in zip(HOURS, hours["score"], hours["probability"],
-                                         strict=True)],
-            "months": [{"month": int(m), "score": float(s), "probability": float(p)}
-                       for m, s, p in zip(MONTHS, months["score"], months["probability"],
-                                          strict=True)],
-            "peak_hour": peak_hour,
-            "peak_month": peak_month,
-            "summary": peak_words(peak_hour),
-        }  # fmt: skip
+            "hours": rows("hour", HOURS, values.hours),
+            "months": rows("month", MONTHS, values.months),
+            "peak_by": values.peak_by,
+            "peak_hour": values.peak_hour,
+            "peak_month": values.peak_month,
+            "summary": peak_words(values.peak_hour),
+        }

@@ -340,6 +340,11 @@ class HourValue(BaseModel):
     hour: int
     score: float
     probability: float
+    share: float | None = Field(
+        default=None,
+        description="the query's share of the place's match among itself and the gallery's "
+        "labels (softmax of the match logits); null without a label vocabulary",
+    )
 
 
 class MonthValue(BaseModel):
@@ -348,6 +353,11 @@ class MonthValue(BaseModel):
     month: int
     score: float
     probability: float
+    share: float | None = Field(
+        default=None,
+        description="the query's share of the place's match among itself and the gallery's "
+        "labels (softmax of the match logits); null without a label vocabulary",
+    )
 
 
 class ProfileOut(BaseModel):
@@ -357,6 +367,10 @@ class ProfileOut(BaseModel):
     query: str
     hours: list[HourValue] = Field(description="24 entries, the month and sources as asked")
     months: list[MonthValue] = Field(description="12 entries, the hour and sources as asked")
+    peak_by: Literal["share", "score"] = Field(
+        description="what the peaks are read from: the share when the service has labels, "
+        "else the score"
+    )
     peak_hour: int
     peak_month: int
     summary: str = Field(description="the peak hour in words, e.g. 'peaks around 05:00'")

@@ -6,8 +6,10 @@ measured against the demo world's truth on the code paths the server answers wit
   same question asked of a metadata-blind model (cells fused with no month or hour) and of
   ideal cells (the world's true class mixture of the model's class audio means, see
   `quality.ideal_cells`): what the label queries allow at best.
-* Profiles: for each time-dependent class, at cells where it is likely, does the peak of
-  `timesweep.time_profile`'s 24 hours fall within the class's right hours (`TIME_DEPENDENT`)?
+* Profiles: for each time-dependent class, at cells where it is likely, does the peak /profile
+  names (`sounds.profile.profile_values` over `timesweep.time_profile`'s 24 hours, read from
+  the class query's share among the gallery's labels) fall within the class's right hours
+  (`TIME_DEPENDENT`)?
   Reported beside the same question asked of the world's own hour profile (the truth): the
   right hours are hours when a class is likely, not always its peak (crowds peak at 21 h).
 * Compare: songbirds at dawn minus at midnight (the /compare difference, two `score_region`
@@ -33,8 +35,9 @@ from embeddings_store.demo.sounds import LABELS
 from embeddings_store.demo.soundscape import TIME_DEPENDENT, class_distribution, class_likely_here
 from embeddings_store.fusion import MemoFusion
 from embeddings_store.grid import CellExtent
-from embeddings_store.scoring import cell_values, score_region
+from embeddings_store.scoring import score_region
 from embeddings_store.sounds.gallery import SoundGallery
+from embeddings_store.sounds.profile import profile_values
 from embeddings_store.store import EmbeddingStore
 from embeddings_store.timesweep import HOURS, TimeProfile, time_profile
 from model.metadata import Metadata
@@ -114,7 +117,7 @@ def listen_report(
             if class_means is not None:
                 mu = ideal_cells(land_feats, grid.lat[land], class_means, month, hour)
                 ideal.append(label_hits(gallery, augment_cells(mu, np.zeros(len(mu))), truth))
-    peaks, truth_peaks, counts = _profile_peaks(model, store, feats, layers, grid,
+    peaks, truth_peaks, counts = _profile_peaks(model, store, feats, layers, grid, gallery,
                                                 max_profile_cells)  # fmt: skip
     songbirds = CLASS_NAMES.index("songbirds")
     likely = class_likely_here(layers, grid.lat, grid.lon, songbirds)
@@ -146,11 +149,14 @@ def _profile_peaks(
     feats: dict[str, np.ndarray],
     layers: GeoLayers,
     grid: LevelGrid,
+    gallery: SoundGallery,
     max_cells: int,
 ) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
     """Per time-dependent class: share of (up to `max_cells`, evenly spread) likely cells whose
-    June profile peaks at one of the class's right hours, for the model and for the truth."""
+    June profile peaks at one of the class's right hours, for the model (the peak /profile
+    names, `profile_values` with the gallery's labels) and for the truth."""
     queries = class_query_embeddings(model)
+    ab = model.match_parameters("text")
     level = grid.extent.level
     metadata = Metadata(month=CONTRAST_MONTH)
     profiles: dict[int, TimeProfile | None] = {}
@@ -173,8 +179,7 @@ def _profile_peaks(
                 profiles[i] = time_profile(model, store, cell, metadata)
             prof = profiles[i]
             assert prof is not None, "a valid cell of the grid has no profile"
-            score = cell_values(prof.hours, queries[k], ("score",))["score"]
-            wins.append(int(HOURS[int(np.argmax(score))]) in right)
+            wins.append(profile_values(prof, queries[k], ab, gallery, ab).peak_hour in right)
         peaks[CLASS_NAMES[k]] = float(np.mean(wins))
         truth_peaks[CLASS_NAMES[k]] = float(np.mean(truth_wins))
         counts[CLASS_NAMES[k]] = len(wins)

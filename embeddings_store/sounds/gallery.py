@@ -23,7 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from model.errors import MissingResourceError, StoreError, StoreMismatchError
-from model.scoring import augment_cells, augment_query, match_probability, score_from_inner_product
+from model.scoring import (
+    QueryEmbedding,
+    augment_cells,
+    augment_query,
+    match_probability,
+    match_share,
+    score_from_inner_product,
+)
 
 FORMAT = "soundscape-sound-gallery"
 VERSION = 1
@@ -46,6 +53,9 @@ KNOWN_COSINE = 0.6
 # ("typing on a keyboard": cosine 0.67, 15.6 against the labels' 15.0). Closer to the labels it
 # says little: "cows mooing in a field" sits at 15.4 with cosine 0.96.
 UNCERTAINTY_MARGIN = 0.5
+# A label whose mean lies this close to a text query's (largest coordinate difference) is that
+# query itself, embedded in another batch: it is not counted twice in the query's share.
+SAME_QUERY_ATOL = 1e-4
 HINTS = {
     "familiar": None,
     "vague": "This description is vague to the model (closest sound it knows: {near}): the "
@@ -230,6 +240,27 @@ class SoundGallery:
             near = self.labels[nearest] if rows is self.label_aug else self.clips[nearest].caption
             hint = hint.format(near=f"“{near}”")
         return level, hint
+
+    def label_share(
+        self,
+        cells_aug: np.ndarray,
+        query: QueryEmbedding,
+        query_ab: tuple[float, float],
+        label_ab: tuple[float, float],
+    ) -> np.ndarray | None:
+        """(N,) the query's share of each fused cell's match among the query and the label
+        vocabulary (`match_share`; a label that is the query itself counts once), or None for
+        a gallery without labels."""
+        if not self.labels:
+            return None
+        cells_aug = np.asarray(cells_aug, np.float32).reshape(-1, self.embed_dim + 1)
+        own = cells_aug @ augment_query(query.mu)
+        query_logit = query_ab[0] * score_from_inner_product(own, query.c) + query_ab[1]
+        others = label_ab[0] * self.label_scores(cells_aug) + label_ab[1]
+        if query.kind == "text":
+            same = np.abs(self.label_aug[:, :-1] - query.mu[None, :]).max(axis=1)
+            others = others[:, same > SAME_QUERY_ATOL]
+        return match_share(query_logit, others)
 
     def label_scores(self, cells_aug: np.ndarray) -> np.ndarray:
         """(N, labels) -CSD of fused cells against every label (one cell for /listen, a whole

@@ -52,3 +52,22 @@ def test_match_probability_numpy_and_torch_agree():
     np.testing.assert_allclose(p_np, p_t, rtol=1e-6)
     np.testing.assert_allclose(p_np, 1 / (1 + np.exp(-(5 * s + 5))), rtol=1e-6)
     assert np.all(np.diff(p_np) > 0)
+
+
+def test_match_share_is_a_softmax_that_a_cells_own_offset_cannot_move():
+    from model.scoring import match_share
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(5, 4))
+    shares = np.stack(
+        [match_share(logits[:, i], np.delete(logits, i, axis=1)) for i in range(4)], axis=1
+    )
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, rtol=1e-6)
+    expect = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(shares, expect, rtol=1e-6)
+    # A row's variance lowers all its logits alike (a * c); the share does not see it.
+    offset = rng.normal(size=(5, 1)) * 50
+    moved = match_share(logits[:, 0] - offset[:, 0], logits[:, 1:] - offset)
+    np.testing.assert_allclose(moved, shares[:, 0], rtol=1e-5)
+    # Large logits do not overflow.
+    assert np.isfinite(match_share(np.array([900.0]), np.array([[1000.0]]))).all()

@@ -4,6 +4,7 @@ store, tiny model, a gallery beside the store with a corrupt clip among the good
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -139,10 +140,14 @@ def test_profile_gives_every_hour_and_month_and_names_the_peak(client):
     hours, months = body["hours"], body["months"]
     assert [h["hour"] for h in hours] == list(range(24))
     assert [m["month"] for m in months] == list(range(1, 13))
-    peak = max(hours, key=lambda h: h["score"])["hour"]
+    # With the gallery's labels the peaks are the query's share's (module doc of
+    # embeddings_store/sounds/profile.py), not the raw score's.
+    assert body["peak_by"] == "share"
+    peak = max(hours, key=lambda h: h["share"])["hour"]
     assert body["peak_hour"] == peak
     assert body["summary"] == f"peaks around {peak:02d}:00"
-    assert body["peak_month"] == max(months, key=lambda m: m["score"])["month"]
+    assert body["peak_month"] == max(months, key=lambda m: m["share"])["month"]
+    assert all(0 < row["share"] < 1 for row in hours + months)
     assert len({round(h["score"], 6) for h in hours}) > 1, "the hour changes nothing"
     # Each hour's value is the map's value at that place and time (one batched fusion vs the
     # tile path's fusion agree to float rounding).
@@ -157,6 +162,28 @@ def test_profile_gives_every_hour_and_month_and_names_the_peak(client):
         "query": {"text": "birds"}, "metadata": {"month": 3}, "points": [[LAT, LON]],
     }).json()  # fmt: skip
     assert months[2]["score"] == pytest.approx(sim["results"][0]["score"], abs=1e-4)
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_profile_share_is_the_query_against_the_labels_that_listen_ranks(client):
+    """The share at an hour is the softmax of the match logits of the query and of every
+    label /listen gives at that place and hour; a label's own text counts once."""
+    for text in ("birds", "songbirds singing at sunrise"):
+        body = client.get("/profile", params={"lat": LAT, "lon": LON, "query": text,
+                                              "month": 6}).json()  # fmt: skip
+        for hour in (2, 14):
+            heard = client.get("/listen", params={"lat": LAT, "lon": LON, "month": 6,
+                                                  "hour": hour}).json()  # fmt: skip
+            row = body["hours"][hour]
+            labels = [logit(x["probability"]) for x in heard["labels"]
+                      if not math.isclose(x["score"], row["score"], abs_tol=1e-5)]  # fmt: skip
+            own = logit(row["probability"])
+            expect = 1 / (1 + sum(math.exp(v - own) for v in labels))
+            assert row["share"] == pytest.approx(expect, rel=2e-3), (text, hour)
+        assert len(labels) == (14 if text == "birds" else 13)
 
 
 @pytest.mark.parametrize(

@@ -134,10 +134,16 @@ def test_the_popup_draws_the_day_and_names_its_peak(map_page, api):
     assert [int(p.get_attribute("data-hour")) for p in points] == list(range(24))
     scores = [float(p.get_attribute("data-score")) for p in points]
     assert scores == [h["score"] for h in profile["hours"]]
+    # The line is the value the peak was read from: the share among the demo's labels.
+    assert profile["peak_by"] == "share" and chart.get_attribute("data-value") == "share"
+    drawn = [float(p.get_attribute("data-value")) for p in points]
+    assert drawn == [h["share"] for h in profile["hours"]]
+    assert "what you would hear" in name
     # The marked peak is the highest point of the line (SVG y grows downwards).
     peak_y = float(chart.query_selector(".profile-peak").get_attribute("cy"))
     assert peak_y == pytest.approx(min(float(p.get_attribute("cy")) for p in points))
-    assert scores[peak] == max(scores)
+    assert drawn[peak] == max(drawn)
+    assert points[peak].query_selector("title").text_content().endswith("%")
 
     summary = page.inner_text(f"{POPUP} .profile-summary")
     assert f"{peak:02d}:00" in summary  # the peak hour in words, as the server says it

@@ -1,5 +1,6 @@
-// "When does it peak here?": the query's score at one place through the 24 hours of the day
-// (the map's month and sources kept) and its best month, from GET /profile.
+// "When does it peak here?": the query at one place through the 24 hours of the day (the map's
+// month and sources kept) and its best month, from GET /profile. The line is what the server
+// read the peak from: the query's share of the place's sounds when it has labels, else its score.
 
 import { getJSON } from './api.js';
 import { hourChart } from './chart.js';
@@ -40,11 +41,16 @@ export async function profileSection({ lat, lon, queryId, state, level }) {
   box.dataset.peakMonth = String(res.peak_month);
   box.append(el('h3', 'inspect-heading', 'Through the day here'));
   const summary = sentence(res.summary || '');
+  const value = res.peak_by === 'share' ? 'share' : 'score';
+  const what = value === 'share'
+    ? 'How much of what you would hear at this place is this sound'
+    : 'Score at this place';
   box.append(
     hourChart(res.hours, {
       peak: res.peak_hour,
       current: state.hour,
-      label: `Score at this place for each hour of the day. ${summary}`,
+      value,
+      label: `${what}, for each hour of the day. ${summary}`,
     }),
   );
   const text = el('p', 'profile-summary', summary);

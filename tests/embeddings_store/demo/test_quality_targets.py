@@ -61,7 +61,8 @@ TEST_WORLD = dataclasses.replace(RECIPE.world, n_samples=6000)
 TARGET_LABEL_TOP3 = 0.70
 TARGET_COMPARE_SHARE = 0.8
 # What the shipped model's June profiles reach on 100 cells per class (see the test).
-PROFILE_FLOORS = {"songbirds": 0.8, "insects": 0.7, "rain_thunder": 0.6}
+PROFILE_FLOORS = {"songbirds": 0.9, "insects": 0.8, "rain_thunder": 0.7, "road_traffic": 0.5,
+                  "bells": 0.5}  # fmt: skip
 # Issue 24: expected calibration error (15 bins) of the match probability on held-out pairs.
 TARGET_ECE = 0.05
 # Issue 26's diagnosis: ||sigma||_1 falls with the distance of a cell's mean to recordings
@@ -223,13 +224,14 @@ def test_listening_answers_match_the_world(shipped, usa_store, layers, demo_gall
     assert report.compare_songbirds >= TARGET_COMPARE_SHARE, report
     # /profile: the world's own June profile peaks within the right hours for 7 of the 10
     # classes (crowds peak at 21 h, horns at 8 h and construction at 11 h, outside the hours
-    # TIME_DEPENDENT names), so the measure is honest for those 7. The shipped model's profiles
-    # are smoother than the world's: songbirds pass (0.88), insects (0.78) and rain (0.71) come
-    # close, frogs, rooster, road traffic and bells peak an hour or more off. Issue 23's 80 %
-    # target is not met for them; these floors guard what the model does reach.
+    # TIME_DEPENDENT names), so the measure is honest for those 7. /profile reads the peak from
+    # the query's share among the labels (the shipped model on the demo store: songbirds 0.99,
+    # insects 0.93, rain 0.82, road traffic 0.66, bells 0.70); frogs and the rooster peak hours
+    # off (the model's day is smoother than the world's). Issue 23's 80 % target is not met for
+    # every class; these floors guard what the model does reach.
     assert len(report.profile_peak) == 10
     honest = {k for k, v in report.profile_peak_truth.items() if v >= 0.95}
-    assert honest == set(PROFILE_FLOORS) | {"frogs", "rooster", "road_traffic", "bells"}
+    assert honest == set(PROFILE_FLOORS) | {"frogs", "rooster"}
     for name, floor in PROFILE_FLOORS.items():
         assert report.profile_peak[name] >= floor, (name, report.profile_peak)
 
