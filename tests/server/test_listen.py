@@ -321,3 +321,28 @@ def test_without_a_gallery_listen_says_how_to_get_one():
         Listener(engine=None, sounds=None).listen(LAT, LON, Metadata(), None, 5)  # type: ignore[arg-type]
     assert status_of(err.value) == 404
     assert "soundscape gallery build" in str(err.value) and "--gallery" in str(err.value)
+
+
+def test_without_a_gallery_the_profile_peaks_by_the_score(app_factory, client):
+    """A service with no label vocabulary answers the same profile without a share, its peaks
+    read from the score (the HTTP answer's scores are the same cell's)."""
+    from fastapi.testclient import TestClient
+
+    from model.metadata import Metadata
+    from model.scoring import QueryEmbedding
+    from server.listening import Listener
+
+    app = app_factory()
+    with TestClient(app):
+        svc = app.state.svc
+        query = QueryEmbedding.from_text(svc.model, "birds")
+        level = svc.engine.default_level()
+        got = Listener(svc.engine, None).profile(query, LAT, LON, Metadata(month=6), level)
+    assert got["peak_by"] == "score"
+    assert all("share" not in row for row in got["hours"] + got["months"])
+    scores = [row["score"] for row in got["hours"]]
+    assert got["peak_hour"] == int(np.argmax(scores))
+    assert got["peak_month"] == 1 + int(np.argmax([row["score"] for row in got["months"]]))
+    served = client.get("/profile", params={"lat": LAT, "lon": LON, "query": "birds",
+                                            "month": 6}).json()  # fmt: skip
+    assert scores == pytest.approx([row["score"] for row in served["hours"]], abs=1e-5)
