@@ -30,6 +30,7 @@ import zarr
 from zarr.core.sync import sync
 
 from embeddings_store.cells import Cells
+from embeddings_store.chunk_cache import ChunkCache, Observer
 from embeddings_store.grid import CellExtent, Level, crs_attrs, tiles_for_bbox
 from embeddings_store.storage import is_url, local_path, store_exists
 from model.errors import StoreError, StoreMismatchError
@@ -146,6 +147,7 @@ class EmbeddingStore:
         }
         self._arrays: dict[tuple[int, str], zarr.Array] = {}
         self._lock = threading.Lock()
+        self._chunks: ChunkCache | None = None
 
     # -- creation / opening -----------------------------------------------------------------
     @classmethod
@@ -359,15 +361,50 @@ class EmbeddingStore:
         return all(self.done_mask(z).all() for z in self.extents)
 
     # -- reading ----------------------------------------------------------------------------
+    def keep_chunks(self, max_bytes: int, observer: Observer | None = None) -> None:
+        """Keep up to `max_bytes` of decoded chunks in memory for `read_cells` (0: none). Only
+        for a reader of a store that does not change under it (a server's), as the fused-chunk
+        cache already assumes; `observer(tier, outcome)` counts hits and misses."""
+        self._chunks = ChunkCache(max_bytes, observer) if max_bytes > 0 else None
+
     def read_cells(self, extent: CellExtent, precomputed: bool = False) -> Cells:
         """The cells of `extent` (h as stored: float16); cells the store lacks are invalid zeros.
 
-        With `precomputed`, a store that keeps them also returns mu0/c0/u0.
+        With `precomputed`, a store that keeps them also returns mu0/c0/u0. With `keep_chunks`,
+        an extent inside one stored chunk is cut from that chunk's kept arrays (read read-only).
         """
+        names = ("h", "valid", *(PRECOMPUTED if precomputed and self.with_fused else ()))
+        if self._chunks is not None:
+            cells = self._read_kept(extent, names, self._chunks)
+            if cells is not None:
+                return cells
+        return self._read_direct(extent, names)
+
+    def _read_kept(
+        self, extent: CellExtent, names: tuple[str, ...], kept: ChunkCache
+    ) -> Cells | None:
+        """`read_cells` through the chunk cache; None when the extent is not inside one of the
+        store's chunks (read directly then)."""
+        lv = extent.level
+        where = extent.chunks()
+        if len(where) != 1 or not self.extent(lv.psm_zoom).holds_chunk(*where[0]):
+            return None
+        whole = CellExtent.chunk(lv, *where[0])
+        if not (whole.cx0 <= extent.cx0 and extent.cx1 <= whole.cx1
+                and whole.cy0 <= extent.cy0 and extent.cy1 <= whole.cy1):  # fmt: skip
+            return None  # reaches past the world's edge
+        key = (lv.psm_zoom, *where[0])
+        arrays = kept.get(key, names)
+        if arrays is None:
+            read = self._read_direct(whole, names)
+            arrays = kept.put(key, {n: getattr(read, n) for n in names})
+        cut = extent.slices_in(whole)
+        return Cells(extent, **{n: arrays[n][cut] for n in names})
+
+    def _read_direct(self, extent: CellExtent, names: tuple[str, ...]) -> Cells:
+        """The arrays `names` of `extent` from zarr, zero-filled where the store has no cells."""
         lv = extent.level
         part = self._slices(extent)
-        with_fused = precomputed and self.with_fused
-        names = ["h", "valid", *(PRECOMPUTED if with_fused else ())]
         if part is not None and part[0].shape == extent.shape:  # wholly inside: no padding copy
             rows, cols = part[1]
             arrays = {name: np.asarray(self.array(lv.psm_zoom, name)[rows, cols]) for name in names}

@@ -127,6 +127,9 @@ def build_service(settings: Settings) -> Service:
         )  # fmt: skip
         redis.watch(settings.redis_health_s)
     cache = TieredCache(LRUCache(settings.lru_mb << 20), redis, metrics.observe_cache)
+    # A served store does not change under the server (the fused-chunk keys assume it too), so
+    # the chunks a view, a time-lapse frame or a margin read again need not be decoded again.
+    store.keep_chunks(settings.chunk_cache_mb << 20, metrics.observe_cache)
     engine = Engine(
         model, store, cache, settings.range_max_cells, settings.gallery_mb,
         settings.similarity_backend, precision=settings.fusion_precision,

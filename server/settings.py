@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         0.5, gt=0, le=10, description="how often Redis is pinged, so /readyz tells the truth"
     )
     lru_mb: int = Field(512, ge=1, description="in-process cache budget per worker (MiB)")
+    chunk_cache_mb: int = Field(
+        128, ge=0, description="decoded store chunks kept per worker (MiB; 0: read every time)"
+    )
     workers_threads: int = Field(2, ge=1, le=64, description="model/scoring threads per worker")
     queue_limit: int = Field(64, ge=1, description="jobs waiting for a thread before 503")
     torch_threads: int = Field(1, ge=1, le=64, description="torch intra-op threads per job")

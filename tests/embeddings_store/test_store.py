@@ -761,3 +761,49 @@ def test_concurrent_writes_match_sequential(tmp_path: Path) -> None:
         list(pool.map(lambda c: write(par, *c), chunks))
     assert par.is_complete()
     assert_same_store(tmp_path / "seq.zarr", tmp_path / "par.zarr")
+
+
+# -- chunks kept in memory (a server's store) -------------------------------------------------
+def test_kept_chunks_read_what_zarr_reads_and_are_read_once(tmp_path: Path, monkeypatch) -> None:
+    store = make(tmp_path / "s.zarr", with_fused=True)
+    fill(store)
+    plain = EmbeddingStore.open(tmp_path / "s.zarr")
+    store.keep_chunks(1 << 20)
+    level, ext = store.extent(1).level, store.extent(1)
+    n = level.n
+    windows = [
+        CellExtent.chunk(level, ext.tx0 + 1, ext.ty0 + 1),  # a whole chunk
+        CellExtent(level, ext.cx0 + n, ext.cx0 + 2 * n, ext.cy0 + n - 1, ext.cy0 + n),  # a row
+        CellExtent(level, ext.cx0 + n, ext.cx0 + n + 1, ext.cy0 + n, ext.cy0 + n + 1),  # a cell
+        tile_window(level, ext.tx0, ext.ty0, level.tile_zoom, margin=1),  # spans chunks
+        CellExtent(level, ext.cx0 - 1, ext.cx0, ext.cy0, ext.cy0 + 1),  # outside the store
+    ]
+    for precomputed in (False, True):
+        for win in windows:
+            got, want = store.read_cells(win, precomputed), plain.read_cells(win, precomputed)
+            for name in ("h", "valid", "mu0", "c0", "u0"):
+                a, b = getattr(got, name), getattr(want, name)
+                assert (a is None) == (b is None), name
+                if a is not None:
+                    np.testing.assert_array_equal(a, b)
+    # Read again (a new hour's fusion), a chunk's parts come from memory: zarr is not asked.
+    monkeypatch.setattr(store, "array", lambda *a: pytest.fail("read zarr again"))
+    for win in windows[:3]:
+        again = store.read_cells(win, precomputed=True)
+        assert again.precomputed
+        with pytest.raises(ValueError, match="read-only"):
+            again.h[...] = 0  # what one reader gets, the next gets too
+
+
+def test_without_kept_chunks_every_read_asks_zarr(tmp_path: Path, monkeypatch) -> None:
+    store = make(tmp_path / "s.zarr")
+    fill(store)
+    store.keep_chunks(1 << 20)
+    store.keep_chunks(0)
+    win = CellExtent.chunk(store.extent(1).level, store.extent(1).tx0, store.extent(1).ty0)
+    store.read_cells(win)
+    reads = []
+    real = store.array
+    monkeypatch.setattr(store, "array", lambda *a: reads.append(a) or real(*a))
+    store.read_cells(win)
+    assert reads == [(1, "h"), (1, "valid")]

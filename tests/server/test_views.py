@@ -36,7 +36,8 @@ def tile_urls(template: str, hours: list[int] | None) -> list[str]:
     ],
 )  # fmt: skip
 def test_prepared_tiles_are_the_single_tile_bytes(app_factory, view, template, hours):
-    prepared, cold = app_factory(), app_factory()  # two services, two caches
+    # Two services, two caches; the cold one decodes every chunk it reads from zarr again.
+    prepared, cold = app_factory(), app_factory(chunk_cache_mb=0)
     with TestClient(prepared) as a, TestClient(cold) as b:
         r = a.post(view + f"&bbox={bbox_param()}")
         assert r.status_code == 200, r.text
@@ -51,6 +52,29 @@ def test_prepared_tiles_are_the_single_tile_bytes(app_factory, view, template, h
             assert got.content == b.get(url).content, url
         again = a.post(view + f"&bbox={bbox_param()}").json()
         assert again["rendered"] == 0 and again["chunks"] == 0
+
+
+def chunk_lookups(client: TestClient) -> dict[str, float]:
+    """The chunk cache's hits and misses from /metrics."""
+    out = {"hit": 0.0, "miss": 0.0}
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith('soundscape_cache_lookups_total{') and 'tier="chunks"' in line:
+            outcome = line.split('outcome="')[1].split('"')[0]
+            out[outcome] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def test_a_time_lapse_decodes_each_chunk_once(app_factory):
+    """Frames after the first read their chunks from memory, not zarr (the `chunks` tier of
+    soundscape_cache_lookups_total); with the cache off there is no such tier."""
+    view = f"/views/tiles/owls%20at%20night/{Z}?{META}&hours=1,2,3&bbox={bbox_param()}"
+    with TestClient(app_factory()) as client:
+        assert client.post(view).status_code == 200
+        seen = chunk_lookups(client)
+    assert seen["miss"] > 0 and seen["hit"] >= 2 * seen["miss"], seen
+    with TestClient(app_factory(chunk_cache_mb=0)) as client:
+        assert client.post(view).status_code == 200
+        assert chunk_lookups(client) == {"hit": 0.0, "miss": 0.0}
 
 
 def test_a_frame_reads_its_chunks_whole_and_only_thin_margins_around():
