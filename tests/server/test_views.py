@@ -58,7 +58,7 @@ def chunk_lookups(client: TestClient) -> dict[str, float]:
     """The chunk cache's hits and misses from /metrics."""
     out = {"hit": 0.0, "miss": 0.0}
     for line in client.get("/metrics").text.splitlines():
-        if line.startswith('soundscape_cache_lookups_total{') and 'tier="chunks"' in line:
+        if line.startswith("soundscape_cache_lookups_total{") and 'tier="chunks"' in line:
             outcome = line.split('outcome="')[1].split('"')[0]
             out[outcome] = float(line.rsplit(" ", 1)[1])
     return out
