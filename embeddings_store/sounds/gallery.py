@@ -250,7 +250,7 @@ class SoundGallery:
     ) -> np.ndarray | None:
         """(N,) the query's share of each fused cell's match among the query and the label
         vocabulary (`match_share`; a label that is the query itself counts once), or None for
-        a gallery without labels."""
+        a gallery without other labels (a share of 1 at every hour would name no peak)."""
         if not self.labels:
             return None
         cells_aug = np.asarray(cells_aug, np.float32).reshape(-1, self.embed_dim + 1)
@@ -260,7 +260,7 @@ class SoundGallery:
         if query.kind == "text":
             same = np.abs(self.label_aug[:, :-1] - query.mu[None, :]).max(axis=1)
             others = others[:, same > SAME_QUERY_ATOL]
-        return match_share(query_logit, others)
+        return match_share(query_logit, others) if others.shape[1] else None
 
     def label_scores(self, cells_aug: np.ndarray) -> np.ndarray:
         """(N, labels) -CSD of fused cells against every label (one cell for /listen, a whole

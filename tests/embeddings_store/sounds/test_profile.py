@@ -74,3 +74,11 @@ def test_a_label_that_is_the_query_itself_counts_once():
     once = profile_values(prof, QUERY, ab, gallery([other]), ab).hours["share"]
     twice = profile_values(prof, QUERY, ab, gallery([other, QUERY.mu.copy()]), ab).hours["share"]
     np.testing.assert_allclose(twice, once, rtol=1e-6)
+
+
+def test_a_vocabulary_of_only_the_query_itself_names_no_share():
+    prof = profile()
+    ab = (2.0, 1.0)
+    alone = profile_values(prof, QUERY, ab, gallery([QUERY.mu.copy()]), ab)
+    assert alone.peak_by == "score" and "share" not in alone.hours
+    assert (alone.peak_hour, alone.peak_month) == (20, 9)
