@@ -390,8 +390,7 @@ class EmbeddingStore:
         if len(where) != 1 or not self.extent(lv.psm_zoom).holds_chunk(*where[0]):
             return None
         whole = CellExtent.chunk(lv, *where[0])
-        if not (whole.cx0 <= extent.cx0 and extent.cx1 <= whole.cx1
-                and whole.cy0 <= extent.cy0 and extent.cy1 <= whole.cy1):  # fmt: skip
+        if extent.intersection(whole) != extent:
             return None  # reaches past the world's edge
         key = (lv.psm_zoom, *where[0])
         arrays = kept.get(key, names)

@@ -334,30 +334,28 @@ class ListenOut(BaseModel):
     labels: list[ListenLabel]
 
 
-class HourValue(BaseModel):
-    """A query's score at one hour."""
+class TimeValue(BaseModel):
+    """A query's values at one hour or month of a place's profile."""
+
+    score: float
+    probability: float
+    share: float | None = Field(
+        default=None,
+        description="the query's share of the place's match among itself and the gallery's "
+        "labels (softmax of the match logits); null without a label vocabulary",
+    )
+
+
+class HourValue(TimeValue):
+    """A query's values at one hour."""
 
     hour: int
-    score: float
-    probability: float
-    share: float | None = Field(
-        default=None,
-        description="the query's share of the place's match among itself and the gallery's "
-        "labels (softmax of the match logits); null without a label vocabulary",
-    )
 
 
-class MonthValue(BaseModel):
-    """A query's score in one month."""
+class MonthValue(TimeValue):
+    """A query's values in one month."""
 
     month: int
-    score: float
-    probability: float
-    share: float | None = Field(
-        default=None,
-        description="the query's share of the place's match among itself and the gallery's "
-        "labels (softmax of the match logits); null without a label vocabulary",
-    )
 
 
 class ProfileOut(BaseModel):

@@ -28,7 +28,6 @@ from model.scoring import (
     augment_cells,
     augment_query,
     match_probability,
-    match_share,
     score_from_inner_product,
 )
 
@@ -241,26 +240,19 @@ class SoundGallery:
             hint = hint.format(near=f"“{near}”")
         return level, hint
 
-    def label_share(
-        self,
-        cells_aug: np.ndarray,
-        query: QueryEmbedding,
-        query_ab: tuple[float, float],
-        label_ab: tuple[float, float],
+    def label_logits(
+        self, cells_aug: np.ndarray, ab: tuple[float, float], besides: QueryEmbedding
     ) -> np.ndarray | None:
-        """(N,) the query's share of each fused cell's match among the query and the label
-        vocabulary (`match_share`; a label that is the query itself counts once), or None for
-        a gallery without other labels (a share of 1 at every hour would name no peak)."""
+        """(N, M) match logits a * score + b of fused cells against every label but one that is
+        the query `besides` itself (a text query embedded in another batch, counted once where
+        the query is), or None when no other label is left."""
         if not self.labels:
             return None
-        cells_aug = np.asarray(cells_aug, np.float32).reshape(-1, self.embed_dim + 1)
-        own = cells_aug @ augment_query(query.mu)
-        query_logit = query_ab[0] * score_from_inner_product(own, query.c) + query_ab[1]
-        others = label_ab[0] * self.label_scores(cells_aug) + label_ab[1]
-        if query.kind == "text":
-            same = np.abs(self.label_aug[:, :-1] - query.mu[None, :]).max(axis=1)
-            others = others[:, same > SAME_QUERY_ATOL]
-        return match_share(query_logit, others) if others.shape[1] else None
+        logits = ab[0] * self.label_scores(cells_aug) + ab[1]
+        if besides.kind == "text":
+            same = np.abs(self.label_aug[:, :-1] - besides.mu[None, :]).max(axis=1)
+            logits = logits[:, same > SAME_QUERY_ATOL]
+        return logits if logits.shape[1] else None
 
     def label_scores(self, cells_aug: np.ndarray) -> np.ndarray:
         """(N, labels) -CSD of fused cells against every label (one cell for /listen, a whole

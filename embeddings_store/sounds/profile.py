@@ -19,7 +19,7 @@ from embeddings_store.fusion import FusedCells
 from embeddings_store.scoring import cell_values
 from embeddings_store.sounds.gallery import SoundGallery
 from embeddings_store.timesweep import HOURS, MONTHS, TimeProfile
-from model.scoring import QueryEmbedding
+from model.scoring import QueryEmbedding, match_share
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,9 @@ def _values(
     label_ab: tuple[float, float],
 ) -> dict[str, np.ndarray]:
     values = cell_values(fused, query, ("score", "probability"), ab)
-    share = None if labels is None else labels.label_share(fused.aug, query, ab, label_ab)
-    if share is not None:
-        values["share"] = share
+    others = None if labels is None else labels.label_logits(fused.aug, label_ab, query)
+    if others is not None:
+        values["share"] = match_share(ab[0] * values["score"] + ab[1], others)
     return values
 
 
